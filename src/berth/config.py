@@ -1,0 +1,261 @@
+"""Typed server configuration: ``berth.yaml``, then ``BERTH_*`` environment, then flags.
+
+Each layer overrides the one before it. Environment variables name nested keys with a
+double underscore: ``BERTH_CAPACITY__MAX_MODELS=3``, ``BERTH_SERVER__HTTP_PORT=9000``.
+Values from the environment are parsed as YAML scalars, so ``3``, ``true`` and
+``0.5`` arrive typed. The keys of the seed servers (seeds 003 and 004) are accepted as
+they wrote them; a few of theirs are aliases of berth's own names, listed on the field.
+
+The merged mapping is validated once at start by pydantic; a bad key or value raises
+:class:`~berth.errors.ConfigError` naming the dotted key and the reason. After that
+the one :class:`BerthConfig` object is passed down and never re-read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+ENV_PREFIX = "BERTH_"
+
+
+def valid_model_name(name: str) -> bool:
+    return bool(MODEL_NAME_PATTERN.match(name)) and ".." not in name
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=0, le=65535)
+    grpc_port: int = Field(50051, ge=0, le=65535)
+    #: seed 003 writes the gRPC listen address as ``port: ":50051"``
+    port: str | None = None
+    max_message_size_mb: float = Field(50, gt=0)
+    #: execution slots per device (seed 003 ``worker_count_per_gpu``)
+    worker_count_per_gpu: int = Field(2, ge=1, le=256, alias="workers_per_device")
+    #: default bounded queue length per model (seed 003)
+    queue_size: int = Field(256, ge=1, le=1_000_000)
+    insecure: bool = False
+    max_body_mb: float = Field(64, gt=0)
+    request_timeout_s: float = Field(30.0, gt=0)
+    drain_timeout_s: float = Field(20.0, ge=0)
+    stats_report_interval_s: float = Field(300.0, ge=0)
+    blast_max_n: int = Field(2000, ge=1)
+    sessions_dir: str = "data/sessions"
+    session_max_mb: float = Field(8, gt=0)
+    sessions_quota_mb: float = Field(256, gt=0)
+
+    @model_validator(mode="after")
+    def _seed_port(self) -> "ServerConfig":
+        if self.port is not None:
+            match = re.fullmatch(r"(?:[\w.\-]*):?(\d{1,5})", self.port.strip())
+            if not match or int(match.group(1)) > 65535:
+                raise ValueError(f"port '{self.port}' is not of the form ':50051'")
+            self.grpc_port = int(match.group(1))
+        return self
+
+
+class GpusConfig(_Section):
+    enabled: bool = True
+    #: how many CUDA devices to use at most (None = all discovered)
+    count: int | None = Field(None, ge=0)
+    memory_gb_per_gpu: float | None = Field(None, gt=0)
+    assignment_strategy: Literal["preferred", "round-robin", "least-loaded", "most-free-memory"] = "least-loaded"
+
+
+class CapacityConfig(_Section):
+    max_models: int = Field(64, ge=1)
+    max_memory_gb: float = Field(8.0, gt=0)
+    eviction_policy: Literal["lru", "lfu"] = "lru"
+    #: seed 004 ``idle_unload_minutes``; seed 003 wrote ``idle_timeout_minutes``. 0 = never.
+    idle_unload_minutes: float = Field(0, ge=0, alias="idle_timeout_minutes")
+    max_concurrent_loads: int = Field(1, ge=1, le=64)
+    #: how long a request may wait for a leased model to free capacity
+    capacity_wait_s: float = Field(10.0, ge=0)
+
+
+class DeviceConfig(_Section):
+    """A device declared in config. ``kind: cpu`` devices can stand in for GPUs in tests."""
+
+    name: str
+    kind: Literal["cpu", "cuda"] = "cpu"
+    index: int = Field(0, ge=0)
+    max_models: int | None = Field(None, ge=1)
+    memory_mb: float | None = Field(None, gt=0)
+    workers: int | None = Field(None, ge=1, le=256)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not valid_model_name(value):
+            raise ValueError(f"device name '{value}' must match {MODEL_NAME_PATTERN.pattern}")
+        return value
+
+
+class OnnxConfig(_Section):
+    #: seed 003 names the onnxruntime shared library; the Python wheel brings its own
+    library_path: str | None = None
+    intra_op_threads: int | None = Field(None, ge=1, le=256)
+    providers: list[str] | None = None
+
+
+class TensorConfig(_Section):
+    """A declared input or output, for runtimes whose files do not carry a signature."""
+
+    name: str
+    dtype: str = Field("float32", alias="datatype")
+    shape: list[int]
+
+
+class ModelConfig(_Section):
+    """One entry under ``models:``; every key optional (a repository model needs none)."""
+
+    model_path: str | None = None
+    backend: str | None = None
+    preload: bool = False
+    pinned: bool = False
+    memory_estimate_mb: float | None = Field(None, gt=0)
+    #: seed 003: -1 = auto. Index into the accelerator devices (or declared devices).
+    preferred_gpu: int = -1
+    preferred_device: str | None = None
+    max_batch_size: int | None = Field(None, ge=1, le=65536)
+    max_queue_delay_ms: float | None = Field(None, ge=0, le=60_000)
+    #: most batches of this model running at once (seed 000 ``-maxgpu``)
+    max_concurrency: int | None = Field(None, ge=1, le=1024)
+    queue_size: int | None = Field(None, ge=1, le=1_000_000)
+    warmup: bool = True
+    default_version: str | None = None
+    description: str | None = None
+    labels: list[str] | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    inputs: list[TensorConfig] | None = None
+    outputs: list[TensorConfig] | None = None
+    # seed 004 compositing keys, kept for the compositing role
+    background_dir: str | None = None
+    crop_rects_path: str | None = None
+    num_frames: int | None = Field(None, ge=1)
+
+
+class BerthConfig(_Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    gpus: GpusConfig = Field(default_factory=GpusConfig)
+    capacity: CapacityConfig = Field(default_factory=CapacityConfig)
+    devices: list[DeviceConfig] = Field(default_factory=list)
+    onnx: OnnxConfig = Field(default_factory=OnnxConfig)
+    repository: str | None = None
+    default_model: str | None = None
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    #: folder the relative paths above are resolved against (the config file's folder)
+    base_dir: str = "."
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+        for name in value:
+            if not valid_model_name(name):
+                raise ValueError(f"model name '{name}' must match {MODEL_NAME_PATTERN.pattern}")
+        return value
+
+    @model_validator(mode="after")
+    def _device_names_unique(self) -> "BerthConfig":
+        names = [d.name for d in self.devices]
+        if len(names) != len(set(names)):
+            raise ValueError("device names must be unique")
+        return self
+
+    def resolve(self, path: str) -> Path:
+        candidate = Path(path).expanduser()
+        if not candidate.is_absolute():
+            candidate = Path(self.base_dir) / candidate
+        return candidate.resolve()
+
+    @property
+    def repository_path(self) -> Path | None:
+        return self.resolve(self.repository) if self.repository else None
+
+
+def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``BERTH_A__B=v`` → ``{"a": {"b": v}}``; values parsed as YAML scalars."""
+    result: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "BERTH_CONFIG":
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__") if p]
+        if not parts:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(".".join(parts), "conflicts with another environment variable")
+        node[parts[-1]] = value
+    return result
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "<root>"
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> BerthConfig:
+    """Read ``path`` (YAML), apply environment and flag overrides, validate."""
+    data: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        file = Path(path)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("<file>", f"cannot read config file {file}: {exc.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError("<file>", f"not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError("<root>", "the config file must hold a mapping")
+        data = loaded
+        base_dir = file.resolve().parent
+    data = deep_merge(data, env_overrides(os.environ if environ is None else environ))
+    if overrides:
+        data = deep_merge(data, overrides)
+    data.setdefault("base_dir", str(base_dir))
+    try:
+        return BerthConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = _format_location(tuple(first["loc"]))
+        reason = first["msg"]
+        if first["type"] == "extra_forbidden":
+            reason = "unknown key"
+        raise ConfigError(key, reason) from None

@@ -1,0 +1,299 @@
+"""The Engine: the one API every front end calls.
+
+Front ends (HTTP, gRPC, the CLI) parse their wire format into numpy arrays, call the
+Engine and encode what it returns. They hold no model state and make no decisions
+about loading, capacity or batching; all of that is behind this class.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from .config import BerthConfig
+from .errors import InternalError, InvalidInput, ModelNotFound, PayloadTooLarge
+from .registry import ModelEntry, ModelState, Registry, discover_devices
+from .registry.entry import Lease
+from .runtimes.base import Signature
+from .scheduling import InferResult
+
+log = logging.getLogger("berth.engine")
+
+_MB = 1024 * 1024
+#: largest number of elements one request tensor may hold (bounded before any allocation)
+MAX_TENSOR_ELEMENTS = 64 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Prediction:
+    """An inference result plus where and how it ran."""
+
+    model: str
+    version: str
+    outputs: dict[str, np.ndarray]
+    queue_ms: float
+    compute_ms: float
+    total_ms: float
+    batch_size: int
+    worker_id: int
+    device_id: str
+    accelerated: bool
+
+
+class Engine:
+    def __init__(self, config: BerthConfig) -> None:
+        self.config = config
+        self.devices = discover_devices(config)
+        self.registry = Registry(config, self.devices)
+        self.started_at = time.time()
+        self.inflight = 0
+        self.ready = False
+        self.default_timeout_s = config.server.request_timeout_s
+
+    async def start(self) -> None:
+        await self.registry.start()
+        self.ready = True
+        log.info(
+            "engine started: %d device(s) [%s], %d model(s) known",
+            len(self.devices), ", ".join(d.id for d in self.devices), len(self.registry.specs),
+        )
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.registry.stop()
+
+    # ── data plane ─────────────────────────────────────────────────────────
+    @property
+    def default_model(self) -> str | None:
+        if self.config.default_model:
+            return self.config.default_model
+        if len(self.registry.specs) == 1:
+            return next(iter(self.registry.specs))
+        return None
+
+    def resolve_model(self, name: str | None) -> str:
+        model = name or self.default_model
+        if not model:
+            raise InvalidInput("no model named and the server has no default_model")
+        return model
+
+    async def infer(
+        self,
+        model: str,
+        inputs: Mapping[str, np.ndarray],
+        *,
+        version: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Prediction:
+        """Run ``inputs`` (batch-leading arrays, named as the model's inputs)."""
+        started = time.perf_counter()
+        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.default_timeout_s)
+        self.inflight += 1
+        try:
+            lease = await self.registry.acquire(model, version)
+            entry = lease.entry
+            try:
+                feeds, rows = self._validate(entry, inputs)
+                assert entry.batcher is not None
+                result: InferResult = await entry.batcher.submit(feeds, rows, deadline)
+            except InternalError:
+                entry.stats.failures += 1
+                raise
+            finally:
+                lease.release()
+        finally:
+            self.inflight -= 1
+        return Prediction(
+            model=entry.name,
+            version=entry.version,
+            outputs=result.outputs,
+            queue_ms=result.queue_ms,
+            compute_ms=result.compute_ms,
+            total_ms=(time.perf_counter() - started) * 1000.0,
+            batch_size=result.batch_size,
+            worker_id=result.worker_id,
+            device_id=result.device_id,
+            accelerated=bool(entry.info.get("accelerated")),
+        )
+
+    async def infer_values(
+        self,
+        model: str,
+        values: np.ndarray,
+        *,
+        batched: bool,
+        version: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Prediction:
+        """Seed-000 style: plain numbers for a single-input model, reshaped to fit.
+
+        ``values`` holds one item (flat, or already item-shaped such as a 28×28
+        image) or, when ``batched``, a leading batch dimension of such items. The
+        numbers are reshaped to the model's input when the element count matches.
+        """
+        lease = await self.registry.acquire(model, version)
+        try:
+            assert lease.entry.runtime is not None
+            signature = lease.entry.runtime.signature
+            if len(signature.inputs) != 1:
+                raise InvalidInput(f"model '{model}' takes {len(signature.inputs)} inputs; name them (V2 API)")
+            spec = signature.inputs[0]
+            feeds = {spec.name: reshape_item(values, spec.shape, batched=batched, model=model)}
+        finally:
+            lease.release()
+        return await self.infer(model, feeds, version=version, timeout_s=timeout_s)
+
+    def _validate(self, entry: ModelEntry, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+        assert entry.runtime is not None
+        signature = entry.runtime.signature
+        expected = {spec.name for spec in signature.inputs}
+        unknown = set(inputs) - expected
+        if unknown:
+            raise InvalidInput(f"model '{entry.name}' has no input named {', '.join(sorted(repr(u) for u in unknown))}; inputs are {sorted(expected)}")
+        feeds: dict[str, np.ndarray] = {}
+        rows = -1
+        for spec in signature.inputs:
+            array = inputs.get(spec.name)
+            if array is None:
+                raise InvalidInput(f"model '{entry.name}' needs input '{spec.name}'")
+            if array.size > MAX_TENSOR_ELEMENTS:
+                raise PayloadTooLarge(f"input '{spec.name}' has {array.size} elements; the limit is {MAX_TENSOR_ELEMENTS}")
+            if array.dtype != spec.dtype:
+                if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
+                    raise InvalidInput(f"input '{spec.name}' must be {spec.dtype.name}, got {array.dtype.name}")
+                array = array.astype(spec.dtype)
+            if len(array.shape) != len(spec.shape) or any(d >= 0 and d != s for s, d in zip(array.shape[1:], spec.shape[1:])):
+                raise InvalidInput(
+                    f"input '{spec.name}' must have shape {_shape_text(spec.shape)}, got {list(array.shape)}"
+                )
+            if rows < 0:
+                rows = array.shape[0]
+            elif array.shape[0] != rows:
+                raise InvalidInput("all inputs must have the same batch size (first dimension)")
+            feeds[spec.name] = array
+        if rows == 0:
+            raise InvalidInput("the batch is empty")
+        return feeds, max(rows, 1)
+
+    # ── metadata ───────────────────────────────────────────────────────────
+    async def signature(self, model: str, version: str | None = None) -> Signature:
+        """The model's signature; loads the model if it is not resident."""
+        lease = await self.registry.acquire(model, version)
+        try:
+            assert lease.entry.runtime is not None
+            return lease.entry.runtime.signature
+        finally:
+            lease.release()
+
+    async def lease(self, model: str, version: str | None = None) -> Lease:
+        return await self.registry.acquire(model, version)
+
+    # ── management ─────────────────────────────────────────────────────────
+    async def load(self, model: str, version: str | None = None) -> dict[str, Any]:
+        return self.describe(await self.registry.load(model, version))
+
+    async def unload(self, model: str, version: str | None = None) -> dict[str, Any]:
+        return self.describe(await self.registry.unload(model, version))
+
+    async def pin(self, model: str, pinned: bool, version: str | None = None) -> dict[str, Any]:
+        return self.describe(await self.registry.pin(model, pinned, version))
+
+    def list_models(self) -> list[dict[str, Any]]:
+        rows = []
+        for name, spec in sorted(self.registry.specs.items()):
+            versions = {v for (n, v) in self.registry.entries if n == name} | {spec.default_version}
+            for version in sorted(versions, key=int):
+                rows.append(self.describe(self.registry._entry(name, version)))
+        return rows
+
+    def describe(self, entry: ModelEntry) -> dict[str, Any]:
+        signature = entry.runtime.signature.to_dict() if entry.runtime is not None else None
+        batcher = entry.batcher
+        return {
+            "name": entry.name,
+            "version": entry.version,
+            "versions": sorted(entry.spec.versions, key=int),
+            "state": entry.state.value,
+            "reason": entry.reason,
+            "backend": entry.spec.backend,
+            "platform": entry.info.get("platform"),
+            "accelerated": entry.info.get("accelerated", False),
+            "providers": entry.info.get("providers"),
+            "device": entry.device.id if entry.device else None,
+            "memory_mb": round(entry.memory_bytes / _MB, 3),
+            "memory_measured": entry.memory_measured,
+            "pinned": entry.pinned,
+            "inflight": entry.leases,
+            "queue_depth": batcher.depth if batcher else 0,
+            "max_batch_size": batcher.max_batch_size if batcher else entry.spec.settings.max_batch_size,
+            "description": entry.spec.settings.description,
+            "labels": entry.spec.settings.labels,
+            "signature": signature,
+            "stats": entry.stats.to_dict(),
+        }
+
+    def model_stats(self, model: str | None = None) -> dict[str, Any]:
+        if model is not None:
+            rows = [r for r in self.list_models() if r["name"] == model]
+            if not rows:
+                raise ModelNotFound(f"unknown model '{model}'")
+        else:
+            rows = self.list_models()
+        return {"models": rows, "server": self.server_stats()}
+
+    def server_stats(self) -> dict[str, Any]:
+        resident = self.registry.resident()
+        limits = self.registry.limits
+        return {
+            "loaded_models": sum(1 for e in resident if e.state is ModelState.READY),
+            "resident_models": len(resident),
+            "max_models": limits.max_models,
+            "memory_mb": round(sum(e.memory_bytes for e in resident) / _MB, 3),
+            "max_memory_mb": round(limits.max_memory_bytes / _MB, 3),
+            "eviction_policy": self.registry.policy.name,
+            "devices": [d.describe() for d in self.devices],
+            "inflight": self.inflight,
+            "uptime_s": round(time.time() - self.started_at, 3),
+        }
+
+    def health(self) -> dict[str, Any]:
+        failed = [e.name for e in self.registry.entries.values() if e.state is ModelState.FAILED]
+        preload_pending = [
+            s.name for s in self.registry.specs.values()
+            if s.settings.preload and self.registry._entry(s.name, None).state is not ModelState.READY
+        ]
+        return {
+            "live": True,
+            "ready": self.ready and not preload_pending,
+            "failed_models": failed,
+            "preload_pending": preload_pending,
+            "inflight": self.inflight,
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "accelerated": any(d.kind == "cuda" for d in self.devices),
+        }
+
+
+def reshape_item(values: np.ndarray, shape: tuple[int, ...], *, batched: bool, model: str) -> np.ndarray:
+    """Fit flat or image-shaped numbers to an input of ``shape`` (batch dim first)."""
+    item_shape = shape[1:]
+    rows = values.shape[0] if batched else 1
+    if batched and values.ndim < 1:
+        raise InvalidInput("the batch must be a list of items")
+    per_item = values.size // rows if rows else 0
+    if all(d >= 0 for d in item_shape):
+        expected = int(np.prod(item_shape)) if item_shape else 1
+        if per_item != expected or values.size != rows * expected:
+            raise InvalidInput(
+                f"model '{model}' takes {expected} values per item ({'x'.join(map(str, item_shape)) or 'scalar'}); got {per_item}"
+            )
+        return values.reshape((rows, *item_shape))
+    # a variable item shape cannot be inferred from a count: take the numbers as shaped
+    return values if batched else values[np.newaxis, ...]
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join("N" if i == 0 and d < 0 else ("?" if d < 0 else str(d)) for i, d in enumerate(shape)) + "]"

@@ -1,0 +1,63 @@
+"""The HTTP application: routes from each API family, error handlers, lifespan.
+
+Starlette directly (FastAPI is built on it) keeps the data-plane hot path to a route
+match and a function call; every route is a plain ``async def`` over the Engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import AsyncIterator
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..engine import Engine
+from ..errors import BerthError
+from .errors import berth_error_handler, unexpected_error_handler
+from .seed_api import SeedApi
+
+
+def _management_routes(engine: Engine) -> list[Route]:
+    async def list_models(request: Request) -> Response:
+        return Response(orjson.dumps({"models": engine.list_models(), "server": engine.server_stats()}), media_type="application/json")
+
+    async def index(request: Request) -> Response:
+        return Response(
+            orjson.dumps(
+                {
+                    "name": "berth",
+                    "default_model": engine.default_model,
+                    "endpoints": ["GET /health", "GET /config", "POST /infer", "POST /infer-batch", "POST /blast", "POST /save-session", "GET /models"],
+                }
+            ),
+            media_type="application/json",
+        )
+
+    return [Route("/models", list_models, methods=["GET"]), Route("/", index, methods=["GET"])]
+
+
+def create_app(engine: Engine, *, manage_engine: bool = True) -> Starlette:
+    """The ASGI app. With ``manage_engine`` the app's lifespan starts and stops the Engine."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage_engine:
+            await engine.start()
+        try:
+            yield
+        finally:
+            if manage_engine:
+                await engine.stop()
+
+    seed = SeedApi(engine)
+    app = Starlette(
+        routes=[*seed.routes(), *_management_routes(engine)],
+        exception_handlers={BerthError: berth_error_handler, Exception: unexpected_error_handler},
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    return app

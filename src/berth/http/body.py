@@ -1,0 +1,42 @@
+"""Reading request bodies within a size limit and parsing JSON safely."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from ..errors import InvalidInput, PayloadTooLarge
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (413) anything over ``limit`` bytes without buffering it."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidInput("Content-Length is not a number")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"request body of {declared} bytes is over the {limit}-byte limit")
+        return await request.body()
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    body = await read_body(request, limit)
+    if not body:
+        raise InvalidInput("the request body is empty; send a JSON object")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the body is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("the body must be a JSON object")
+    return value

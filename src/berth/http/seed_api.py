@@ -1,0 +1,270 @@
+"""Seed 000's JSON API (Paragon Server) over any served model.
+
+``/infer``, ``/infer-batch`` and ``/blast`` take plain numbers for a single-input model
+(flat, or image-shaped) and answer with the seed's fields; ``model`` in the body picks
+a model, else the server's default model serves. ``/health``, ``/config`` and
+``/save-session`` complete the set.
+
+The seed calls the first output ``probs``. For a model whose first output is already a
+probability distribution it is returned as is; otherwise (logits) ``probs`` is its
+softmax and the raw values are returned as ``logits``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..engine import Engine, Prediction
+from ..errors import InvalidInput, PayloadTooLarge
+from ..sessions import SessionStore, session_model_name
+from .body import read_body, read_json_object
+from .disconnect import ClientDisconnected, cancel_on_disconnect
+from .errors import REQUEST_ID_HEADER, request_id
+
+_JSON = "application/json"
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+def _json(payload: Any, status: int = 200, rid: str | None = None) -> Response:
+    headers = {REQUEST_ID_HEADER: rid} if rid else None
+    return Response(orjson.dumps(payload, option=_NUMPY), status_code=status, media_type=_JSON, headers=headers)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _numbers(value: Any, field: str) -> np.ndarray:
+    if not isinstance(value, list) or not value:
+        raise InvalidInput(f"'{field}' must be a non-empty array of numbers")
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (ValueError, TypeError):
+        raise InvalidInput(f"'{field}' must be a rectangular array of numbers") from None
+    if not np.isfinite(array).all():
+        raise InvalidInput(f"'{field}' holds a value that is not a finite number")
+    return array
+
+
+def _distribution(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(probabilities, logits or None) for a batch of output rows."""
+    rows = values.reshape(values.shape[0], -1).astype(np.float32, copy=False)
+    if rows.size and rows.min() >= 0.0 and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3):
+        return rows, None
+    shifted = np.exp(rows - rows.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True), rows
+
+
+class SeedApi:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        server = engine.config.server
+        self.body_limit = int(server.max_body_mb * 1024 * 1024)
+        self.blast_max_n = server.blast_max_n
+        sessions_dir = engine.config.resolve(server.sessions_dir)
+        self.sessions = SessionStore(
+            sessions_dir,
+            server.sessions_dir,
+            max_bytes=int(server.session_max_mb * 1024 * 1024),
+            quota_bytes=int(server.sessions_quota_mb * 1024 * 1024),
+        )
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/infer", self.infer, methods=["POST"]),
+            Route("/infer-batch", self.infer_batch, methods=["POST"]),
+            Route("/blast", self.blast, methods=["POST"]),
+            Route("/save-session", self.save_session, methods=["POST"]),
+            Route("/health", self.health, methods=["GET"]),
+            Route("/config", self.config, methods=["GET"]),
+        ]
+
+    def _model(self, body: dict[str, Any]) -> str:
+        model = body.get("model")
+        if model is not None and not isinstance(model, str):
+            raise InvalidInput("'model' must be a string")
+        return self.engine.resolve_model(model)
+
+    def _item(self, prediction: Prediction, index: int = 0) -> dict[str, Any]:
+        first = next(iter(prediction.outputs.values()))
+        probs, logits = _distribution(first[index : index + 1])
+        row = probs[0]
+        top = int(row.argmax()) if row.size else -1
+        item: dict[str, Any] = {
+            "top_index": top,
+            "top_score": float(row[top]) if row.size else None,
+            "probs": row,
+            "used_gpu": prediction.accelerated,
+            "latency_ms": round(prediction.total_ms, 4),
+            "queued_ms": round(prediction.queue_ms, 4),
+            "compute_ms": round(prediction.compute_ms, 4),
+            "batch_size": prediction.batch_size,
+            "inflight": self.engine.inflight,
+            "model": prediction.model,
+            "device": prediction.device_id,
+            "when": _now(),
+        }
+        if logits is not None:
+            item["logits"] = logits[0]
+        return item
+
+    async def infer(self, request: Request) -> Response:
+        body = await read_json_object(request, self.body_limit)
+        model = self._model(body)
+        values = self._single_input(body)
+        try:
+            prediction = await cancel_on_disconnect(request, self.engine.infer_values(model, values, batched=False))
+        except ClientDisconnected:
+            return Response(status_code=499)
+        return _json(self._item(prediction), rid=request_id(request))
+
+    @staticmethod
+    def _single_input(body: dict[str, Any]) -> np.ndarray:
+        if "input" in body:
+            return _numbers(body["input"], "input")
+        if "image" in body:
+            image = _numbers(body["image"], "image")
+            if image.ndim != 2:
+                raise InvalidInput("'image' must be a 2-D array (rows of pixels)")
+            return image
+        raise InvalidInput("send 'input' (flat numbers) or 'image' (a 2-D array)")
+
+    async def infer_batch(self, request: Request) -> Response:
+        body = await read_json_object(request, self.body_limit)
+        model = self._model(body)
+        if "batch" in body:
+            values = _numbers(body["batch"], "batch")
+            if values.ndim < 2:
+                raise InvalidInput("'batch' must be an array of flat inputs")
+        elif "images" in body:
+            values = _numbers(body["images"], "images")
+            if values.ndim != 3:
+                raise InvalidInput("'images' must be an array of 2-D images")
+        else:
+            raise InvalidInput("send 'batch' (a list of flat inputs) or 'images' (a list of 2-D images)")
+        try:
+            prediction = await cancel_on_disconnect(request, self.engine.infer_values(model, values, batched=True))
+        except ClientDisconnected:
+            return Response(status_code=499)
+        first = next(iter(prediction.outputs.values()))
+        probs, _ = _distribution(first)
+        top = probs.argmax(axis=1) if probs.size else np.zeros(0, dtype=np.int64)
+        return _json(
+            {
+                "top_indices": top,
+                "top_scores": probs[np.arange(len(top)), top] if len(top) else [],
+                "probs": probs,
+                "used_gpu": prediction.accelerated,
+                "latency_ms": round(prediction.total_ms, 4),
+                "queued_ms": round(prediction.queue_ms, 4),
+                "n": int(first.shape[0]),
+                "model": prediction.model,
+            },
+            rid=request_id(request),
+        )
+
+    async def blast(self, request: Request) -> Response:
+        body = await read_json_object(request, self.body_limit)
+        model = self._model(body)
+        n = body.get("n", 1)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise InvalidInput("'n' must be a positive integer")
+        if n > self.blast_max_n:
+            raise PayloadTooLarge(f"'n' is {n}; the limit is {self.blast_max_n}")
+        values = self._single_input(body) if ("input" in body or "image" in body) else None
+        if values is None:
+            signature = await self.engine.signature(model)
+            shape = [d if d > 0 else 1 for d in signature.inputs[0].shape[1:]]
+            values = np.zeros(shape, dtype=np.float32)
+        started = time.perf_counter()
+
+        async def burst() -> list[Prediction]:
+            return await asyncio.gather(*(self.engine.infer_values(model, values, batched=False) for _ in range(n)))
+
+        try:
+            predictions = await cancel_on_disconnect(request, burst())
+        except ClientDisconnected:
+            return Response(status_code=499)
+        total_ms = (time.perf_counter() - started) * 1000.0
+        entry = self.engine.registry.entries.get((model, predictions[0].version))
+        parallel = entry.batcher.max_concurrency if entry is not None and entry.batcher is not None else None
+        return _json(
+            {
+                "count": n,
+                "results": [self._item(p) for p in predictions],
+                "total_ms": round(total_ms, 3),
+                "parallel": parallel,
+                "model": model,
+            },
+            rid=request_id(request),
+        )
+
+    async def save_session(self, request: Request) -> Response:
+        payload = await read_body(request, self.sessions.max_bytes)
+        try:
+            session = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise InvalidInput("the session is not valid JSON") from None
+        model = session_model_name(session)
+        saved = await asyncio.to_thread(self.sessions.save, payload, model)
+        return _json(
+            {"saved": True, "path": saved.display_path, "bytes": saved.bytes, "model": saved.model, "created": saved.created},
+            rid=request_id(request),
+        )
+
+    async def health(self, request: Request) -> Response:
+        health = self.engine.health()
+        return _json(
+            {
+                "status": "ok" if health["ready"] else "starting",
+                "uptime_s": health["uptime_s"],
+                "inflight": health["inflight"],
+                "gpu": health["accelerated"],
+                "ready": health["ready"],
+                "models_loaded": self.engine.server_stats()["loaded_models"],
+                "failed_models": health["failed_models"],
+            }
+        )
+
+    async def config(self, request: Request) -> Response:
+        model = self.engine.default_model
+        if model is None:
+            return _json({"model": None, "input": None, "classes": None, "gpu": False, "startedAt": _started(self.engine)})
+        lease = await self.engine.lease(model)
+        try:
+            entry = lease.entry
+            assert entry.runtime is not None
+            signature = entry.runtime.signature
+            output_shape = signature.outputs[0].shape[1:]
+            classes = int(np.prod(output_shape)) if output_shape and all(d > 0 for d in output_shape) else None
+            repository = self.engine.registry.repository.root
+            path = entry.spec.versions[entry.version]
+            shown = str(path.relative_to(repository.parent)) if repository and path.is_relative_to(repository) else path.name
+            return _json(
+                {
+                    "input": list(signature.inputs[0].shape[1:]),
+                    "classes": classes,
+                    "gpu": bool(entry.info.get("accelerated")),
+                    "model": entry.name,
+                    "modelPath": shown,
+                    "backend": entry.spec.backend,
+                    "version": entry.version,
+                    "labels": entry.spec.settings.labels,
+                    "startedAt": _started(self.engine),
+                }
+            )
+        finally:
+            lease.release()
+
+
+def _started(engine: Engine) -> str:
+    return datetime.fromtimestamp(engine.started_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

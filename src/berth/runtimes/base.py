@@ -1,0 +1,124 @@
+"""The contract every runtime (one per framework) implements.
+
+A runtime loads one model file onto one device, reports its signature, runs a batch
+of named numpy arrays and unloads. It knows nothing about queues, HTTP or capacity:
+the Registry and Scheduler own those. ``run`` is called from device worker threads,
+possibly from several at once, so it must be thread-safe (onnxruntime and torch both
+release the GIL while they compute).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output: name, numpy dtype and shape (``-1`` = variable)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype.name, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def input(self, name: str) -> TensorSpec | None:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+        }
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a runtime should put the model: berth device id and framework device.
+
+    ``framework_device`` is what the framework understands (``"cpu"``, ``"cuda:1"``);
+    a device declared in config as a CPU stand-in for a GPU has ``"cpu"`` here.
+    """
+
+    device_id: str
+    framework_device: str = "cpu"
+    threads: int | None = None
+
+
+@dataclass
+class RuntimeInfo:
+    """What a runtime reports about itself after load, for stats and /config."""
+
+    backend: str
+    platform: str
+    accelerated: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+Batch = Mapping[str, np.ndarray]
+
+
+class Runtime(abc.ABC):
+    """Base class for a framework runtime. Subclasses set ``backend`` and ``platform``."""
+
+    backend: ClassVar[str]
+    platform: ClassVar[str]
+    #: file suffixes this runtime loads, for repository discovery
+    suffixes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, path: Path, placement: Placement, options: Mapping[str, Any] | None = None):
+        self.path = path
+        self.placement = placement
+        self.options: Mapping[str, Any] = options or {}
+
+    @abc.abstractmethod
+    def load(self) -> None:
+        """Read the model from ``self.path`` onto the device. Blocking; runs in a thread."""
+
+    @property
+    @abc.abstractmethod
+    def signature(self) -> Signature:
+        """Inputs and outputs; valid after :meth:`load`."""
+
+    @abc.abstractmethod
+    def run(self, inputs: Batch) -> dict[str, np.ndarray]:
+        """Run one batch (leading dimension = batch) and return every output."""
+
+    def unload(self) -> None:
+        """Drop references so the memory can be freed. Blocking; runs in a thread."""
+
+    def info(self) -> RuntimeInfo:
+        return RuntimeInfo(backend=self.backend, platform=self.platform)
+
+    def device_memory_bytes(self) -> int | None:
+        """Accelerator allocator bytes in use on this runtime's device, if it can tell.
+
+        The Registry reads this before load and after warm-up; ``None`` means the
+        model lives in host memory and the process RSS delta is measured instead.
+        """
+        return None
+
+    def warmup_inputs(self, batch_size: int = 1) -> dict[str, np.ndarray]:
+        """Zeros shaped from the signature (variable dims become 1)."""
+        feeds: dict[str, np.ndarray] = {}
+        for spec in self.signature.inputs:
+            dims = [d if d > 0 else 1 for d in spec.shape]
+            if dims:
+                dims[0] = batch_size
+            feeds[spec.name] = np.zeros(dims, dtype=spec.dtype)
+        return feeds

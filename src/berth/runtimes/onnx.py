@@ -1,0 +1,107 @@
+"""onnxruntime: CPU, and the CUDA and TensorRT execution providers when present."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Batch, Runtime, RuntimeInfo, Signature, TensorSpec
+from .cuda import cuda_used_bytes
+
+_ORT_TYPES: dict[str, np.dtype] = {
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(double)": np.dtype(np.float64),
+    "tensor(float16)": np.dtype(np.float16),
+    "tensor(int8)": np.dtype(np.int8),
+    "tensor(int16)": np.dtype(np.int16),
+    "tensor(int32)": np.dtype(np.int32),
+    "tensor(int64)": np.dtype(np.int64),
+    "tensor(uint8)": np.dtype(np.uint8),
+    "tensor(uint16)": np.dtype(np.uint16),
+    "tensor(uint32)": np.dtype(np.uint32),
+    "tensor(uint64)": np.dtype(np.uint64),
+    "tensor(bool)": np.dtype(np.bool_),
+    "tensor(string)": np.dtype(np.object_),
+}
+
+ACCELERATED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def _dims(shape: list[Any]) -> tuple[int, ...]:
+    return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in shape)
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+class OnnxRuntime(Runtime):
+    """Options: ``intra_op_threads``, ``providers`` (list), ``tensorrt`` (bool, default
+    True when the TensorRT provider is present on a CUDA device)."""
+
+    backend = "onnx"
+    platform = "onnx_onnxv1"
+    suffixes = (".onnx",)
+
+    _session: Any = None
+    _signature: Signature
+    _output_names: list[str]
+
+    def _providers(self) -> list[Any]:
+        requested = self.options.get("providers")
+        if requested:
+            return list(requested)
+        framework = self.placement.framework_device
+        if not framework.startswith("cuda"):
+            return ["CPUExecutionProvider"]
+        index = int(framework.partition(":")[2] or 0)
+        present = set(available_providers())
+        providers: list[Any] = []
+        if "TensorrtExecutionProvider" in present and self.options.get("tensorrt", True):
+            providers.append(("TensorrtExecutionProvider", {"device_id": index}))
+        if "CUDAExecutionProvider" in present:
+            providers.append(("CUDAExecutionProvider", {"device_id": index}))
+        providers.append("CPUExecutionProvider")
+        return providers
+
+    def load(self) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        threads = self.options.get("intra_op_threads") or self.placement.threads
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=self._providers())
+        self._signature = Signature(
+            inputs=tuple(TensorSpec(i.name, _ORT_TYPES.get(i.type, np.dtype(np.float32)), _dims(i.shape)) for i in self._session.get_inputs()),
+            outputs=tuple(TensorSpec(o.name, _ORT_TYPES.get(o.type, np.dtype(np.float32)), _dims(o.shape)) for o in self._session.get_outputs()),
+        )
+        self._output_names = [o.name for o in self._signature.outputs]
+
+    @property
+    def signature(self) -> Signature:
+        return self._signature
+
+    def run(self, inputs: Batch) -> dict[str, np.ndarray]:
+        results = self._session.run(self._output_names, dict(inputs))
+        return dict(zip(self._output_names, results))
+
+    def unload(self) -> None:
+        self._session = None
+
+    def info(self) -> RuntimeInfo:
+        providers = list(self._session.get_providers()) if self._session is not None else []
+        return RuntimeInfo(
+            backend=self.backend,
+            platform=self.platform,
+            accelerated=any(p in ACCELERATED_PROVIDERS for p in providers),
+            details={"providers": providers},
+        )
+
+    def device_memory_bytes(self) -> int | None:
+        return cuda_used_bytes(self.placement.framework_device)

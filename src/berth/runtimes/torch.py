@@ -1,0 +1,146 @@
+"""PyTorch: TorchScript archives (``.pt``) and ``torch.export`` programs (``.pt2``).
+
+A TorchScript file does not record shapes or dtypes, so its signature comes from, in
+order: the model config's ``inputs``/``outputs``; a ``signature.json`` extra file
+saved in the archive (``torch.jit.save(m, path, _extra_files={"signature.json": ...})``);
+else the names of ``forward``'s arguments with float32 and unknown shapes.
+An exported program carries its own signature in its graph, read from there.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from .base import Batch, Runtime, RuntimeInfo, Signature, TensorSpec
+from .cuda import cuda_used_bytes
+
+
+def _spec_list(declared: Any) -> tuple[TensorSpec, ...]:
+    from ..tensors import numpy_dtype
+
+    specs = []
+    for item in declared:
+        if hasattr(item, "model_dump"):
+            item = item.model_dump()
+        specs.append(TensorSpec(str(item["name"]), numpy_dtype(str(item.get("dtype", "float32"))), tuple(int(d) for d in item["shape"])))
+    return tuple(specs)
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    return value.detach().to("cpu").numpy()
+
+
+class _TorchRuntime(Runtime):
+    _module: Any = None
+    _signature: Signature
+
+    @property
+    def signature(self) -> Signature:
+        return self._signature
+
+    def _declared_signature(self) -> Signature | None:
+        inputs, outputs = self.options.get("inputs"), self.options.get("outputs")
+        if inputs and outputs:
+            return Signature(_spec_list(inputs), _spec_list(outputs))
+        return None
+
+    def run(self, inputs: Batch) -> dict[str, np.ndarray]:
+        import torch
+
+        device = self.placement.framework_device
+        args = [torch.from_numpy(np.ascontiguousarray(inputs[spec.name])).to(device) for spec in self._signature.inputs]
+        with torch.inference_mode():
+            result = self._module(*args)
+        names = [spec.name for spec in self._signature.outputs]
+        if isinstance(result, dict):
+            return {name: _to_numpy(result[name]) for name in names}
+        if isinstance(result, (tuple, list)):
+            return {name: _to_numpy(value) for name, value in zip(names, result)}
+        return {names[0]: _to_numpy(result)}
+
+    def unload(self) -> None:
+        self._module = None
+        if self.placement.framework_device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def info(self) -> RuntimeInfo:
+        return RuntimeInfo(
+            backend=self.backend,
+            platform=self.platform,
+            accelerated=self.placement.framework_device.startswith("cuda"),
+            details={"device": self.placement.framework_device},
+        )
+
+    def device_memory_bytes(self) -> int | None:
+        return cuda_used_bytes(self.placement.framework_device)
+
+
+class TorchScriptRuntime(_TorchRuntime):
+    backend = "torchscript"
+    platform = "pytorch_torchscript"
+    suffixes = (".pt", ".torchscript")
+
+    def load(self) -> None:
+        import torch
+
+        extra = {"signature.json": ""}
+        module = torch.jit.load(str(self.path), map_location=self.placement.framework_device, _extra_files=extra)
+        module.eval()
+        self._module = module
+        declared = self._declared_signature()
+        if declared is not None:
+            self._signature = declared
+        elif extra["signature.json"]:
+            data = json.loads(extra["signature.json"])
+            self._signature = Signature(_spec_list(data["inputs"]), _spec_list(data["outputs"]))
+        else:
+            arguments = module.forward.schema.arguments[1:]  # drop self
+            inputs = tuple(TensorSpec(a.name, np.dtype(np.float32), (-1,)) for a in arguments)
+            self._signature = Signature(inputs, (TensorSpec("output", np.dtype(np.float32), (-1,)),))
+
+
+class TorchExportRuntime(_TorchRuntime):
+    backend = "torch_export"
+    platform = "pytorch_export"
+    suffixes = (".pt2",)
+
+    def load(self) -> None:
+        import torch
+
+        program = torch.export.load(str(self.path))
+        self._module = program.module().to(self.placement.framework_device)
+        self._signature = self._declared_signature() or self._program_signature(program)
+
+    @staticmethod
+    def _program_signature(program: Any) -> Signature:
+        import torch
+
+        user_inputs = set(program.graph_signature.user_inputs)
+        inputs: list[TensorSpec] = []
+        outputs: list[TensorSpec] = []
+        for node in program.graph.nodes:
+            if node.op == "placeholder" and node.name in user_inputs:
+                inputs.append(_meta_spec(node.name, node.meta.get("val")))
+            elif node.op == "output":
+                results = node.args[0]
+                user_outputs = list(program.graph_signature.user_outputs)
+                for index, item in enumerate(results if isinstance(results, (tuple, list)) else [results]):
+                    name = user_outputs[index] if index < len(user_outputs) else f"output_{index}"
+                    value = item.meta.get("val") if isinstance(item, torch.fx.Node) else None
+                    outputs.append(_meta_spec(name, value))
+        return Signature(tuple(inputs), tuple(outputs))
+
+
+def _meta_spec(name: str, value: Any) -> TensorSpec:
+    import torch
+
+    if value is None or not hasattr(value, "shape"):
+        return TensorSpec(name, np.dtype(np.float32), (-1,))
+    dims = tuple(int(d) if isinstance(d, int) else -1 for d in value.shape)
+    dtype = torch.empty((), dtype=value.dtype).numpy().dtype
+    return TensorSpec(name, dtype, dims)

@@ -1,0 +1,249 @@
+"""The per-model queue and dynamic batcher.
+
+Requests for one model wait in a bounded FIFO. Whenever the model has fewer than
+``max_concurrency`` batches running and its device has a free worker slot, the batcher
+takes the head of the queue plus every following request of the same shape, up to
+``max_batch_size`` rows, concatenates them and runs them as one call. While all slots
+are busy the queue grows, so the next batch is bigger: throughput rises with load
+without adding latency when the server is idle. ``max_queue_delay_ms`` (default 0)
+optionally holds a partial batch back for at most that long to let it fill.
+
+Everything here runs on the event loop except the model call itself, which runs on a
+device worker thread. A request whose deadline has passed or whose caller has gone
+(its future cancelled) is dropped before it reaches the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import DeadlineExceeded, InternalError, ModelNotReady, Overloaded
+from ..runtimes.base import Runtime
+from .workers import DeviceWorkers, current_worker_id
+
+log = logging.getLogger("berth.scheduling")
+
+
+@dataclass(slots=True)
+class InferResult:
+    outputs: dict[str, np.ndarray]
+    queue_ms: float
+    compute_ms: float
+    batch_size: int
+    worker_id: int
+    device_id: str
+
+
+@dataclass(slots=True)
+class _Item:
+    feeds: dict[str, np.ndarray]
+    rows: int
+    key: tuple[Any, ...]
+    deadline: float
+    future: asyncio.Future[InferResult]
+    enqueued: float
+
+
+def _shape_key(feeds: dict[str, np.ndarray]) -> tuple[Any, ...]:
+    return tuple((name, array.shape[1:], array.dtype.str) for name, array in feeds.items())
+
+
+class Batcher:
+    def __init__(
+        self,
+        *,
+        model: str,
+        runtime: Runtime,
+        workers: DeviceWorkers,
+        max_batch_size: int,
+        max_queue_delay_ms: float,
+        max_concurrency: int,
+        queue_size: int,
+        on_batch: Callable[[int, float, list[float]], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.runtime = runtime
+        self.workers = workers
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay_s = max_queue_delay_ms / 1000.0
+        self.max_concurrency = max_concurrency
+        self.queue_size = queue_size
+        self.running = 0
+        self._on_batch = on_batch
+        self._queue: deque[_Item] = deque()
+        self._queued_rows = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._mean_batch_s = 0.0
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    def submit(self, feeds: dict[str, np.ndarray], rows: int, deadline: float) -> asyncio.Future[InferResult]:
+        """Queue one request; the returned future resolves with its slice of a batch."""
+        if self._closed:
+            raise ModelNotReady(f"model '{self.model}' is being unloaded; retry")
+        if len(self._queue) >= self.queue_size:
+            raise Overloaded(f"model '{self.model}' queue is full ({self.queue_size} waiting)", retry_after_s=self._retry_hint())
+        future: asyncio.Future[InferResult] = self._loop.create_future()
+        self._queue.append(_Item(feeds, rows, _shape_key(feeds), deadline, future, time.monotonic()))
+        self._queued_rows += rows
+        self.dispatch()
+        return future
+
+    def _retry_hint(self) -> float:
+        batches_ahead = self._queued_rows / max(1, self.max_batch_size)
+        return max(0.05, batches_ahead * self._mean_batch_s / max(1, self.max_concurrency))
+
+    def dispatch(self) -> None:
+        """Start as many batches as slots allow. Called on submit, on completion and
+        by the device when a slot frees up."""
+        while self._queue and self.running < self.max_concurrency:
+            self._drop_dead_head()
+            if not self._queue:
+                return
+            if self.max_queue_delay_s > 0 and self._queued_rows < self.max_batch_size:
+                ready_at = self._queue[0].enqueued + self.max_queue_delay_s
+                wait = ready_at - time.monotonic()
+                if wait > 0:
+                    if self._timer is None:
+                        self._timer = self._loop.call_later(wait, self._on_timer)
+                    return
+            if self.workers.free <= 0:
+                self.workers.try_acquire(self)  # registers us as waiting
+                return
+            batch = self._take_batch()
+            if not batch:
+                continue
+            self.workers.try_acquire(self)
+            self.running += 1
+            self._start(batch)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.dispatch()
+
+    def _drop_dead_head(self) -> None:
+        now = time.monotonic()
+        queue = self._queue
+        while queue:
+            item = queue[0]
+            if item.future.done():  # caller went away (cancelled)
+                pass
+            elif item.deadline < now:
+                item.future.set_exception(DeadlineExceeded(f"request for model '{self.model}' waited past its deadline"))
+            else:
+                return
+            queue.popleft()
+            self._queued_rows -= item.rows
+
+    def _take_batch(self) -> list[_Item]:
+        queue = self._queue
+        head = queue.popleft()
+        self._queued_rows -= head.rows
+        batch = [head]
+        rows = head.rows
+        while queue and rows < self.max_batch_size:
+            self._drop_dead_head()
+            if not queue:
+                break
+            item = queue[0]
+            if item.key != head.key or rows + item.rows > self.max_batch_size:
+                break
+            queue.popleft()
+            self._queued_rows -= item.rows
+            batch.append(item)
+            rows += item.rows
+        return batch
+
+    def _start(self, batch: list[_Item]) -> None:
+        dispatched = time.monotonic()
+        if len(batch) == 1:
+            feeds = batch[0].feeds
+        else:
+            feeds = {name: np.concatenate([item.feeds[name] for item in batch]) for name in batch[0].feeds}
+        runtime = self.runtime
+
+        def run() -> tuple[dict[str, np.ndarray], float, int]:
+            started = time.perf_counter()
+            outputs = runtime.run(feeds)
+            return outputs, time.perf_counter() - started, current_worker_id()
+
+        future = self.workers.submit(run)
+        loop = self._loop
+
+        def done(f: Future[tuple[dict[str, np.ndarray], float, int]]) -> None:
+            try:
+                loop.call_soon_threadsafe(self._finish, batch, f, dispatched)
+            except RuntimeError:  # loop closed during shutdown
+                pass
+
+        future.add_done_callback(done)
+
+    def _finish(self, batch: list[_Item], future: Future[tuple[dict[str, np.ndarray], float, int]], dispatched: float) -> None:
+        self.running -= 1
+        self.workers.release()
+        try:
+            self._deliver(batch, future, dispatched)
+        finally:
+            self.dispatch()
+
+    def _deliver(self, batch: list[_Item], future: Future[tuple[dict[str, np.ndarray], float, int]], dispatched: float) -> None:
+        error = future.exception()
+        if error is not None:
+            log.error("model '%s' failed on a batch of %d request(s)", self.model, len(batch), exc_info=error)
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(InternalError(f"model '{self.model}' failed while running the request"))
+            return
+        outputs, compute_s, worker_id = future.result()
+        rows = sum(item.rows for item in batch)
+        self._mean_batch_s = compute_s if self._mean_batch_s == 0 else 0.9 * self._mean_batch_s + 0.1 * compute_s
+        compute_ms = compute_s * 1000.0
+        device_id = self.workers.device_id
+        queue_ms = [(dispatched - item.enqueued) * 1000.0 for item in batch]
+        if self._on_batch is not None:
+            self._on_batch(rows, compute_ms, queue_ms)
+        if len(batch) == 1:
+            item = batch[0]
+            if not item.future.done():
+                item.future.set_result(InferResult(outputs, queue_ms[0], compute_ms, rows, worker_id, device_id))
+            return
+        for name, value in outputs.items():
+            if value.ndim == 0 or value.shape[0] != rows:
+                error_message = f"model '{self.model}' output '{name}' does not keep the batch dimension; set max_batch_size: 1"
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(InternalError(error_message))
+                return
+        offset = 0
+        for item, waited in zip(batch, queue_ms):
+            end = offset + item.rows
+            if not item.future.done():
+                item.future.set_result(
+                    InferResult({n: v[offset:end] for n, v in outputs.items()}, waited, compute_ms, rows, worker_id, device_id)
+                )
+            offset = end
+
+    def close(self) -> None:
+        """Refuse new work and fail what is queued (the model is going away)."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.workers.forget(self)
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.future.done():
+                item.future.set_exception(ModelNotReady(f"model '{self.model}' was unloaded before the request ran"))
+        self._queued_rows = 0
