@@ -44,3 +44,92 @@ def write_linear_softmax(path: Path, *, features: int = 4, classes: int = 3, see
 def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+_PYTHON_MODEL = '''
+import threading
+import time
+
+import numpy as np
+
+EVENTS = {events!r}
+NAME = {name!r}
+_lock = threading.Lock()
+
+
+def _event(*words):
+    if EVENTS:
+        with _lock, open(EVENTS, "a") as handle:
+            handle.write(" ".join([NAME, *map(str, words), repr(time.monotonic())]) + "\\n")
+
+
+class Model:
+    inputs = [("x", "float32", [-1, {features}])]
+    outputs = [("y", "float32", [-1, {features}])]
+    thread_safe = {thread_safe!r}
+
+    def load(self, model_dir, device):
+        _event("load_start")
+        time.sleep({load_sleep!r})
+        if {fail_load!r}:
+            raise RuntimeError("this model is broken on purpose")
+        self.scale = np.float32({scale!r})
+        self.ballast = np.ones({ballast_bytes!r}, dtype=np.uint8)  # touched pages, so RSS grows
+        _event("load_end")
+
+    def predict(self, inputs):
+        x = inputs["x"]
+        _event("predict_start", x.shape[0])
+        time.sleep({predict_sleep!r})
+        _event("predict_end", x.shape[0])
+        return {{"y": x * self.scale}}
+
+    def unload(self):
+        _event("unload")
+'''
+
+
+def write_python_model(
+    folder: Path,
+    *,
+    name: str = "",
+    events: Path | None = None,
+    features: int = 4,
+    scale: float = 2.0,
+    load_sleep: float = 0.0,
+    predict_sleep: float = 0.0,
+    thread_safe: bool = False,
+    fail_load: bool = False,
+    ballast_bytes: int = 0,
+    config: str = "",
+) -> Path:
+    """A Python-class model (``y = x * scale``) whose load/predict timing is controllable.
+
+    Every load, predict and unload appends a line ``<name> <event> [rows] <monotonic>``
+    to ``events``, so tests can see what reached the model and when.
+    """
+    version = folder / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    (version / "model.py").write_text(
+        _PYTHON_MODEL.format(
+            events=str(events) if events else "",
+            name=name or folder.name,
+            features=features,
+            scale=scale,
+            load_sleep=load_sleep,
+            predict_sleep=predict_sleep,
+            thread_safe=thread_safe,
+            fail_load=fail_load,
+            ballast_bytes=ballast_bytes,
+        )
+    )
+    if config:
+        (folder / "config.yaml").write_text(config)
+    return version / "model.py"
+
+
+def read_events(path: Path) -> list[tuple[str, ...]]:
+    """Lines of an events file, split into words (the last word is the time)."""
+    if not path.exists():
+        return []
+    return [tuple(line.split()) for line in path.read_text().splitlines() if line.strip()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -90,6 +90,39 @@ class Engine:
         timeout_s: float | None = None,
     ) -> Prediction:
         """Run ``inputs`` (batch-leading arrays, named as the model's inputs)."""
+        return await self._run(model, version, timeout_s, lambda _signature: inputs)
+
+    async def infer_values(
+        self,
+        model: str,
+        values: np.ndarray,
+        *,
+        batched: bool,
+        version: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Prediction:
+        """Seed-000 style: plain numbers for a single-input model, reshaped to fit.
+
+        ``values`` holds one item (flat, or already item-shaped such as a 28×28
+        image) or, when ``batched``, a leading batch dimension of such items. The
+        numbers are reshaped to the model's input when the element count matches.
+        """
+
+        def feeds(signature: Signature) -> Mapping[str, np.ndarray]:
+            if len(signature.inputs) != 1:
+                raise InvalidInput(f"model '{model}' takes {len(signature.inputs)} inputs; name them (V2 API)")
+            spec = signature.inputs[0]
+            return {spec.name: reshape_item(values, spec.shape, batched=batched, model=model)}
+
+        return await self._run(model, version, timeout_s, feeds)
+
+    async def _run(
+        self,
+        model: str,
+        version: str | None,
+        timeout_s: float | None,
+        build_feeds: Callable[[Signature], Mapping[str, np.ndarray]],
+    ) -> Prediction:
         started = time.perf_counter()
         deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.default_timeout_s)
         self.inflight += 1
@@ -97,8 +130,8 @@ class Engine:
             lease = await self.registry.acquire(model, version)
             entry = lease.entry
             try:
-                feeds, rows = self._validate(entry, inputs)
-                assert entry.batcher is not None
+                assert entry.runtime is not None and entry.batcher is not None
+                feeds, rows = self._validate(entry, build_feeds(entry.runtime.signature))
                 result: InferResult = await entry.batcher.submit(feeds, rows, deadline)
             except InternalError:
                 entry.stats.failures += 1
@@ -119,33 +152,6 @@ class Engine:
             device_id=result.device_id,
             accelerated=bool(entry.info.get("accelerated")),
         )
-
-    async def infer_values(
-        self,
-        model: str,
-        values: np.ndarray,
-        *,
-        batched: bool,
-        version: str | None = None,
-        timeout_s: float | None = None,
-    ) -> Prediction:
-        """Seed-000 style: plain numbers for a single-input model, reshaped to fit.
-
-        ``values`` holds one item (flat, or already item-shaped such as a 28×28
-        image) or, when ``batched``, a leading batch dimension of such items. The
-        numbers are reshaped to the model's input when the element count matches.
-        """
-        lease = await self.registry.acquire(model, version)
-        try:
-            assert lease.entry.runtime is not None
-            signature = lease.entry.runtime.signature
-            if len(signature.inputs) != 1:
-                raise InvalidInput(f"model '{model}' takes {len(signature.inputs)} inputs; name them (V2 API)")
-            spec = signature.inputs[0]
-            feeds = {spec.name: reshape_item(values, spec.shape, batched=batched, model=model)}
-        finally:
-            lease.release()
-        return await self.infer(model, feeds, version=version, timeout_s=timeout_s)
 
     def _validate(self, entry: ModelEntry, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
         assert entry.runtime is not None

@@ -75,6 +75,7 @@ class Registry:
         self._drained: dict[ModelKey, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._process = psutil.Process()
+        self._prepared: set[type[Runtime]] = set()  # touched only on the load executor
 
     # ── start and stop ─────────────────────────────────────────────────────
     async def start(self) -> None:
@@ -312,6 +313,9 @@ class Registry:
     def _load_blocking(self, entry: ModelEntry, device: Device) -> tuple[Runtime, int]:
         path: Path = entry.spec.versions[entry.version]
         cls = runtime_class(entry.spec.backend)
+        if cls not in self._prepared:
+            cls.prepare()
+            self._prepared.add(cls)
         runtime = cls(path, RuntimePlacement(device.id, device.framework_device), self._runtime_options(entry))
         rss_before = self._process.memory_info().rss
         device_before = runtime.device_memory_bytes()

@@ -86,6 +86,14 @@ class Runtime(abc.ABC):
         self.placement = placement
         self.options: Mapping[str, Any] = options or {}
 
+    @classmethod
+    def prepare(cls) -> None:
+        """Initialise the framework once per process (import, thread pools, arenas).
+
+        The Registry calls this before it measures a load, so the first model of a
+        framework is not charged with the framework's own start-up memory.
+        """
+
     @abc.abstractmethod
     def load(self) -> None:
         """Read the model from ``self.path`` onto the device. Blocking; runs in a thread."""

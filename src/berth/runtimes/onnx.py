@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,9 @@ _ORT_TYPES: dict[str, np.dtype] = {
     "tensor(bool)": np.dtype(np.bool_),
     "tensor(string)": np.dtype(np.object_),
 }
+
+# a 65-byte ONNX model (Identity on float[1]) used to initialise onnxruntime once
+_IDENTITY_MODEL = base64.b64decode("CAg6NwoQCgF4EgF5IghJZGVudGl0eRIBaVoPCgF4EgoKCAgBEgQKAggBYg8KAXkSCgoICAESBAoCCAFCBAoAEBE=")
 
 ACCELERATED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -66,6 +70,13 @@ class OnnxRuntime(Runtime):
             providers.append(("CUDAExecutionProvider", {"device_id": index}))
         providers.append("CPUExecutionProvider")
         return providers
+
+    @classmethod
+    def prepare(cls) -> None:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(_IDENTITY_MODEL, providers=["CPUExecutionProvider"])
+        session.run(None, {"x": np.zeros(1, dtype=np.float32)})
 
     def load(self) -> None:
         import onnxruntime as ort
