@@ -154,36 +154,53 @@ class Engine:
         )
 
     def _validate(self, entry: ModelEntry, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+        """Check names, dtypes and shapes against the signature; cast safe dtypes."""
         assert entry.runtime is not None
-        signature = entry.runtime.signature
-        expected = {spec.name for spec in signature.inputs}
-        unknown = set(inputs) - expected
-        if unknown:
-            raise InvalidInput(f"model '{entry.name}' has no input named {', '.join(sorted(repr(u) for u in unknown))}; inputs are {sorted(expected)}")
+        specs = entry.runtime.signature.inputs
+        if len(specs) == 1 and len(inputs) == 1:
+            # the common case, checked with the fewest operations
+            spec = specs[0]
+            array = inputs.get(spec.name)
+            if (
+                array is not None
+                and array.dtype == spec.dtype
+                and array.ndim == len(spec.shape)
+                and array.shape[1:] == spec.static_tail
+                and 0 < array.shape[0]
+                and array.size <= MAX_TENSOR_ELEMENTS
+            ):
+                return {spec.name: array}, array.shape[0]
+        if len(inputs) != len(specs) or any(spec.name not in inputs for spec in specs):
+            expected = [spec.name for spec in specs]
+            unknown = sorted(set(inputs) - set(expected))
+            if unknown:
+                raise InvalidInput(f"model '{entry.name}' has no input named {', '.join(map(repr, unknown))}; inputs are {expected}")
+            missing = [name for name in expected if name not in inputs]
+            raise InvalidInput(f"model '{entry.name}' needs input {', '.join(map(repr, missing))}")
         feeds: dict[str, np.ndarray] = {}
         rows = -1
-        for spec in signature.inputs:
-            array = inputs.get(spec.name)
-            if array is None:
-                raise InvalidInput(f"model '{entry.name}' needs input '{spec.name}'")
-            if array.size > MAX_TENSOR_ELEMENTS:
-                raise PayloadTooLarge(f"input '{spec.name}' has {array.size} elements; the limit is {MAX_TENSOR_ELEMENTS}")
+        for spec in specs:
+            array = inputs[spec.name]
             if array.dtype != spec.dtype:
                 if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
                     raise InvalidInput(f"input '{spec.name}' must be {spec.dtype.name}, got {array.dtype.name}")
                 array = array.astype(spec.dtype)
-            if len(array.shape) != len(spec.shape) or any(d >= 0 and d != s for s, d in zip(array.shape[1:], spec.shape[1:])):
-                raise InvalidInput(
-                    f"input '{spec.name}' must have shape {_shape_text(spec.shape)}, got {list(array.shape)}"
-                )
+            shape = array.shape
+            tail = spec.static_tail
+            if (shape[1:] != tail) if tail is not None else (
+                len(shape) != len(spec.shape) or any(d >= 0 and d != s for s, d in zip(shape[1:], spec.shape[1:]))
+            ):
+                raise InvalidInput(f"input '{spec.name}' must have shape {_shape_text(spec.shape)}, got {list(shape)}")
+            if array.size > MAX_TENSOR_ELEMENTS:
+                raise PayloadTooLarge(f"input '{spec.name}' has {array.size} elements; the limit is {MAX_TENSOR_ELEMENTS}")
             if rows < 0:
-                rows = array.shape[0]
-            elif array.shape[0] != rows:
+                rows = shape[0]
+            elif shape[0] != rows:
                 raise InvalidInput("all inputs must have the same batch size (first dimension)")
             feeds[spec.name] = array
         if rows == 0:
             raise InvalidInput("the batch is empty")
-        return feeds, max(rows, 1)
+        return feeds, rows
 
     # ── metadata ───────────────────────────────────────────────────────────
     async def signature(self, model: str, version: str | None = None) -> Signature:

@@ -167,9 +167,9 @@ def test_warmup_runs_before_serving_and_memory_is_measured(tmp_path: Path, make_
         assert client.post("/infer", json={**X, "model": "padded"}).status_code == 200
         models = _models(client)
     kinds = [e[1] for e in read_events(events)]
-    # load, then the warm-up predict, then the request's predict
-    assert kinds[:4] == ["load_start", "load_end", "predict_start", "predict_end"]
-    assert kinds.count("predict_start") == 2
+    # load, then two warm-up runs (the second is timed), then the request's predict
+    assert kinds[:6] == ["load_start", "load_end"] + ["predict_start", "predict_end"] * 2
+    assert kinds.count("predict_start") == 3
     warm = models["warm"]
     assert warm["memory_measured"] is True
     assert warm["memory_mb"] >= 40  # measured (RSS delta), not the 1 MB estimate

@@ -70,8 +70,10 @@ class Registry:
         self.limits = Limits(config.capacity.max_models, int(config.capacity.max_memory_gb * 1024 * _MB))
         self.specs: dict[str, ModelSpec] = {}
         self.entries: dict[ModelKey, ModelEntry] = {}
+        self._default_entries: dict[str, ModelEntry] = {}  # name -> entry of its default version
         self._load_executor = ThreadPoolExecutor(config.capacity.max_concurrent_loads, thread_name_prefix="berth-load")
         self._changed = asyncio.Event()
+        self._waiting_for_room = 0  # requests in _reserve waiting for capacity to change
         self._drained: dict[ModelKey, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._process = psutil.Process()
@@ -126,6 +128,8 @@ class Registry:
         entry = self.entries.get(key)
         if entry is None:
             entry = self.entries[key] = ModelEntry(spec=spec, version=version, pinned=spec.settings.pinned)
+            if version == spec.default_version:
+                self._default_entries[name] = entry
         return entry
 
     async def entry(self, name: str, version: str | None = None) -> ModelEntry:
@@ -138,7 +142,9 @@ class Registry:
     # ── leases ─────────────────────────────────────────────────────────────
     async def acquire(self, name: str, version: str | None = None) -> Lease:
         """A lease on a READY model, loading it first if needed (single flight)."""
-        entry = self._entry(name, version) if name in self.specs else await self.entry(name, version)
+        entry = self.entries.get((name, version)) if version else self._default_entries.get(name)
+        if entry is None:
+            entry = await self.entry(name, version)
         if entry.state is ModelState.READY:  # the hot path: no await
             entry.leases += 1
             entry.stats.hits += 1
@@ -174,8 +180,9 @@ class Registry:
             self._notify()
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._waiting_for_room:
+            self._changed.set()
+            self._changed = asyncio.Event()
 
     @staticmethod
     async def _await_transition(transition: "asyncio.Future[BaseException | None]") -> None:
@@ -241,7 +248,7 @@ class Registry:
             return exc
         try:
             loop = asyncio.get_running_loop()
-            runtime, measured = await loop.run_in_executor(self._load_executor, self._load_blocking, entry, device)
+            runtime, measured, warmup_s = await loop.run_in_executor(self._load_executor, self._load_blocking, entry, device)
         except Exception as exc:  # noqa: BLE001 - any runtime error fails this model only
             log.error("model '%s' failed to load", entry.name, exc_info=exc)
             entry.state = ModelState.FAILED
@@ -258,6 +265,8 @@ class Registry:
         entry.memory_measured = True
         entry.info = {"backend": runtime.backend, "platform": runtime.platform, **runtime.info().details, "accelerated": runtime.info().accelerated}
         entry.batcher = self._make_batcher(entry, runtime, device)
+        if warmup_s is not None:
+            entry.batcher.observe(1, warmup_s)
         entry.state = ModelState.READY
         entry.stats.loads += 1
         entry.stats.uses_since_load = 0
@@ -280,13 +289,7 @@ class Registry:
             batchable = all(s.shape and s.shape[0] < 0 for s in (*runtime.signature.inputs, *runtime.signature.outputs))
             max_batch = 32 if batchable else 1
         workers = self.workers[device.id]
-        stats = entry.stats
-
-        def on_batch(rows: int, compute_ms: float, queue_ms: list[float]) -> None:
-            stats.record_batch(rows)
-            for waited in queue_ms:
-                stats.record_inference(compute_ms, waited)
-
+        uniform = all(d >= 0 for spec in runtime.signature.inputs for d in spec.shape[1:])
         return Batcher(
             model=entry.name,
             runtime=runtime,
@@ -295,7 +298,9 @@ class Registry:
             max_queue_delay_ms=settings.max_queue_delay_ms or 0.0,
             max_concurrency=settings.max_concurrency or workers.size,
             queue_size=settings.queue_size or self.config.server.queue_size,
-            on_batch=on_batch,
+            on_batch=entry.stats.record_batch,
+            uniform=uniform,
+            inline_max_us=settings.options.get("inline_max_us", self.config.server.inline_max_us),
         )
 
     def _runtime_options(self, entry: ModelEntry) -> dict[str, Any]:
@@ -310,7 +315,7 @@ class Registry:
             options.setdefault("providers", self.config.onnx.providers)
         return options
 
-    def _load_blocking(self, entry: ModelEntry, device: Device) -> tuple[Runtime, int]:
+    def _load_blocking(self, entry: ModelEntry, device: Device) -> tuple[Runtime, int, float | None]:
         path: Path = entry.spec.versions[entry.version]
         cls = runtime_class(entry.spec.backend)
         if cls not in self._prepared:
@@ -320,9 +325,14 @@ class Registry:
         rss_before = self._process.memory_info().rss
         device_before = runtime.device_memory_bytes()
         runtime.load()
+        warmup_s: float | None = None
         if entry.spec.settings.warmup:
             try:
-                runtime.run(runtime.warmup_inputs(1))
+                feeds = runtime.warmup_inputs(1)
+                runtime.run(feeds)  # first run pays one-time costs; time the second
+                started = time.perf_counter()
+                runtime.run(feeds)
+                warmup_s = time.perf_counter() - started
             except Exception:
                 if not _warmup_is_optional(runtime):
                     raise
@@ -335,7 +345,7 @@ class Registry:
             # a floor on what the model really holds
             rss_delta = self._process.memory_info().rss - rss_before
             measured = max(rss_delta, path.stat().st_size)
-        return runtime, int(measured)
+        return runtime, int(measured), warmup_s
 
     # ── capacity ───────────────────────────────────────────────────────────
     async def _reserve(self, entry: ModelEntry) -> Device:
@@ -367,10 +377,13 @@ class Registry:
             if remaining <= 0:
                 raise Overloaded(f"no room for model '{entry.name}': every model it could replace is busy", retry_after_s=1.0)
             changed = self._changed
+            self._waiting_for_room += 1
             try:
                 await asyncio.wait_for(changed.wait(), timeout=remaining)
             except asyncio.TimeoutError:
                 pass
+            finally:
+                self._waiting_for_room -= 1
 
     def _trim_after_measure(self, entry: ModelEntry) -> None:
         """If the measured size pushed a limit over, evict idle models to get back under."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -16,7 +17,6 @@ _WINDOW = 2048  # latencies kept for percentiles
 class ModelStats:
     usage_count: int = 0
     uses_since_load: int = 0
-    last_used: float | None = None  # wall clock, for people
     last_used_mono: float = 0.0  # monotonic, for eviction order
     loads: int = 0
     load_failures: int = 0
@@ -36,18 +36,25 @@ class ModelStats:
     def touch(self) -> None:
         self.usage_count += 1
         self.uses_since_load += 1
-        self.last_used = time.time()
         self.last_used_mono = time.monotonic()
 
-    def record_inference(self, compute_ms: float, queue_ms: float) -> None:
-        self.inference_count += 1
-        self._latency_sum_ms += compute_ms
-        self._queue_sum_ms += queue_ms
-        self._latencies_ms.append(compute_ms)
+    @property
+    def last_used(self) -> float | None:
+        """Wall-clock time of the last use (derived, so the hot path reads one clock)."""
+        if not self.usage_count:
+            return None
+        return time.time() - (time.monotonic() - self.last_used_mono)
 
-    def record_batch(self, rows: int) -> None:
+    def record_batch(self, rows: int, compute_ms: float, queue_ms: list[float]) -> None:
+        """One model call serving ``len(queue_ms)`` requests; each request's inference
+        time is the batch's compute time."""
+        requests = len(queue_ms)
         self.batches += 1
         self.batch_rows += rows
+        self.inference_count += requests
+        self._latency_sum_ms += compute_ms * requests
+        self._queue_sum_ms += sum(queue_ms)
+        self._latencies_ms.extend(itertools.repeat(compute_ms, min(requests, _WINDOW)))
 
     def record_eviction(self, reason: str) -> None:
         self.evictions += 1

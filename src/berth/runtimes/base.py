@@ -10,6 +10,7 @@ release the GIL while they compute).
 from __future__ import annotations
 
 import abc
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
@@ -24,6 +25,12 @@ class TensorSpec:
     name: str
     dtype: np.dtype
     shape: tuple[int, ...]
+
+    @functools.cached_property
+    def static_tail(self) -> tuple[int, ...] | None:
+        """The item shape (all but the batch dim) when fully known, else None."""
+        tail = self.shape[1:]
+        return tail if self.shape and all(d >= 0 for d in tail) else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype.name, "shape": list(self.shape)}

@@ -8,6 +8,18 @@ are busy the queue grows, so the next batch is bigger: throughput rises with loa
 without adding latency when the server is idle. ``max_queue_delay_ms`` (default 0)
 optionally holds a partial batch back for at most that long to let it fill.
 
+Dispatch is deferred to the next turn of the event loop (``call_soon``), so every
+request that arrives in the same turn — e.g. all the callers woken by the previous
+batch's results — joins one batch.
+
+Tiny models run inline. Handing a batch to a worker thread and back costs tens of
+microseconds of the loop's own time (a wake-up through the self-pipe, a future, a
+callback), more than a small model's whole run. A batch whose predicted run time
+(measured per row, kept as a moving average) is under ``inline_max_us`` therefore runs
+directly on the event loop, where it blocks the loop for less time than the hand-off
+would have. Anything slower, and every model until it has been measured, runs on the
+device's worker threads. ``inline_max_us: 0`` turns this off.
+
 Everything here runs on the event loop except the model call itself, which runs on a
 device worker thread. A request whose deadline has passed or whose caller has gone
 (its future cancelled) is dropped before it reaches the model.
@@ -46,14 +58,15 @@ class InferResult:
 class _Item:
     feeds: dict[str, np.ndarray]
     rows: int
-    key: tuple[Any, ...]
     deadline: float
     future: asyncio.Future[InferResult]
     enqueued: float
+    key: tuple[Any, ...] | None = None  # computed only when the item may join a batch
 
-
-def _shape_key(feeds: dict[str, np.ndarray]) -> tuple[Any, ...]:
-    return tuple((name, array.shape[1:], array.dtype.str) for name, array in feeds.items())
+    def shape_key(self) -> tuple[Any, ...]:
+        if self.key is None:
+            self.key = tuple((name, array.shape[1:], array.dtype.str) for name, array in self.feeds.items())
+        return self.key
 
 
 class Batcher:
@@ -68,6 +81,8 @@ class Batcher:
         max_concurrency: int,
         queue_size: int,
         on_batch: Callable[[int, float, list[float]], None] | None = None,
+        inline_max_us: float = 0.0,
+        uniform: bool = False,
     ) -> None:
         self.model = model
         self.runtime = runtime
@@ -83,6 +98,12 @@ class Batcher:
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._mean_batch_s = 0.0
+        self._row_s = 0.0  # moving average of run time per row; 0 = not measured yet
+        self._inline_max_s = inline_max_us / 1e6
+        self._dispatch_scheduled = False
+        # every request has the same item shape and dtype (a fully static signature,
+        # already enforced by the Engine), so batch-mates need no shape comparison
+        self._uniform = uniform
         self._loop = asyncio.get_running_loop()
 
     @property
@@ -96,10 +117,20 @@ class Batcher:
         if len(self._queue) >= self.queue_size:
             raise Overloaded(f"model '{self.model}' queue is full ({self.queue_size} waiting)", retry_after_s=self._retry_hint())
         future: asyncio.Future[InferResult] = self._loop.create_future()
-        self._queue.append(_Item(feeds, rows, _shape_key(feeds), deadline, future, time.monotonic()))
+        self._queue.append(_Item(feeds, rows, deadline, future, time.monotonic()))
         self._queued_rows += rows
-        self.dispatch()
+        if not self._dispatch_scheduled:
+            self._dispatch_scheduled = True
+            self._loop.call_soon(self._scheduled_dispatch)
         return future
+
+    def _scheduled_dispatch(self) -> None:
+        self._dispatch_scheduled = False
+        self.dispatch()
+
+    def observe(self, rows: int, seconds: float) -> None:
+        """Record a run time measured outside the batcher (the warm-up run)."""
+        self._row_s = seconds / max(1, rows)
 
     def _retry_hint(self) -> float:
         batches_ahead = self._queued_rows / max(1, self.max_batch_size)
@@ -119,12 +150,13 @@ class Batcher:
                     if self._timer is None:
                         self._timer = self._loop.call_later(wait, self._on_timer)
                     return
+            if 0 < self._row_s * max(self._queue[0].rows, min(self._queued_rows, self.max_batch_size)) < self._inline_max_s:
+                self._run_inline(self._take_batch())
+                continue
             if self.workers.free <= 0:
                 self.workers.try_acquire(self)  # registers us as waiting
                 return
             batch = self._take_batch()
-            if not batch:
-                continue
             self.workers.try_acquire(self)
             self.running += 1
             self._start(batch)
@@ -158,7 +190,7 @@ class Batcher:
             if not queue:
                 break
             item = queue[0]
-            if item.key != head.key or rows + item.rows > self.max_batch_size:
+            if rows + item.rows > self.max_batch_size or (not self._uniform and item.shape_key() != head.shape_key()):
                 break
             queue.popleft()
             self._queued_rows -= item.rows
@@ -166,12 +198,26 @@ class Batcher:
             rows += item.rows
         return batch
 
+    @staticmethod
+    def _feeds(batch: list[_Item]) -> dict[str, np.ndarray]:
+        if len(batch) == 1:
+            return batch[0].feeds
+        return {name: np.concatenate([item.feeds[name] for item in batch]) for name in batch[0].feeds}
+
+    def _run_inline(self, batch: list[_Item]) -> None:
+        dispatched = time.monotonic()
+        try:
+            feeds = self._feeds(batch)
+            started = time.perf_counter()
+            outputs = self.runtime.run(feeds)
+        except Exception as exc:  # noqa: BLE001 - delivered to every caller in the batch
+            self._fail(batch, exc)
+            return
+        self._complete(batch, outputs, time.perf_counter() - started, -1, dispatched)
+
     def _start(self, batch: list[_Item]) -> None:
         dispatched = time.monotonic()
-        if len(batch) == 1:
-            feeds = batch[0].feeds
-        else:
-            feeds = {name: np.concatenate([item.feeds[name] for item in batch]) for name in batch[0].feeds}
+        feeds = self._feeds(batch)
         runtime = self.runtime
 
         def run() -> tuple[dict[str, np.ndarray], float, int]:
@@ -201,14 +247,22 @@ class Batcher:
     def _deliver(self, batch: list[_Item], future: Future[tuple[dict[str, np.ndarray], float, int]], dispatched: float) -> None:
         error = future.exception()
         if error is not None:
-            log.error("model '%s' failed on a batch of %d request(s)", self.model, len(batch), exc_info=error)
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(InternalError(f"model '{self.model}' failed while running the request"))
+            self._fail(batch, error)
             return
         outputs, compute_s, worker_id = future.result()
+        self._complete(batch, outputs, compute_s, worker_id, dispatched)
+
+    def _fail(self, batch: list[_Item], error: BaseException) -> None:
+        log.error("model '%s' failed on a batch of %d request(s)", self.model, len(batch), exc_info=error)
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(InternalError(f"model '{self.model}' failed while running the request"))
+
+    def _complete(self, batch: list[_Item], outputs: dict[str, np.ndarray], compute_s: float, worker_id: int, dispatched: float) -> None:
         rows = sum(item.rows for item in batch)
         self._mean_batch_s = compute_s if self._mean_batch_s == 0 else 0.9 * self._mean_batch_s + 0.1 * compute_s
+        row_s = compute_s / rows
+        self._row_s = row_s if self._row_s == 0 else 0.9 * self._row_s + 0.1 * row_s
         compute_ms = compute_s * 1000.0
         device_id = self.workers.device_id
         queue_ms = [(dispatched - item.enqueued) * 1000.0 for item in batch]

@@ -1,0 +1,127 @@
+"""In-process Engine throughput on the digits model against raw onnxruntime.
+
+Ceilings measured in the same run, same session options:
+  * raw ``session.run`` at batch 1, called back to back (the per-call floor), and
+  * raw ``session.run`` at batch 32 (what batching can reach at best).
+The Engine is driven from one asyncio loop: at concurrency 1 (one request at a time,
+so added µs per call = engine - raw), and at concurrency 64 (64 coroutines in a loop;
+the dynamic batcher forms the batches).
+
+Goals (issue 3): at concurrency 1 at most 25 µs added per call; at concurrency 64 at
+least 3x raw batch-1 items/s.
+
+    python bench/engine.py [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+from _common import digits_model, table
+
+from berth.config import load_config
+from berth.engine import Engine
+
+
+def raw_session(path: str, threads: int | None) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def time_raw(session: ort.InferenceSession, batch: int, seconds: float) -> tuple[float, float]:
+    """(seconds per call, items per second)"""
+    x = np.random.default_rng(0).random((batch, 28, 28), dtype=np.float32)
+    feeds = {"input": x}
+    for _ in range(200):
+        session.run(None, feeds)
+    calls = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    while True:
+        for _ in range(100):
+            session.run(None, feeds)
+        calls += 100
+        now = time.perf_counter()
+        if now >= deadline:
+            break
+    elapsed = now - started
+    return elapsed / calls, calls * batch / elapsed
+
+
+async def time_engine(engine: Engine, concurrency: int, seconds: float) -> tuple[float, float, float]:
+    """(seconds per call for one caller, items per second, mean batch size)"""
+    x = np.random.default_rng(0).random((1, 28, 28), dtype=np.float32)
+    feeds = {"input": x}
+    for _ in range(200):
+        await engine.infer("digits", feeds)
+    entry = engine.registry.entries[("digits", "1")]
+    batches_before, rows_before = entry.stats.batches, entry.stats.batch_rows
+    counts = [0] * concurrency
+    deadline = time.perf_counter() + seconds
+
+    async def caller(index: int) -> None:
+        while time.perf_counter() < deadline:
+            await engine.infer("digits", feeds)
+            counts[index] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller(i) for i in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    total = sum(counts)
+    batches = entry.stats.batches - batches_before
+    rows = entry.stats.batch_rows - rows_before
+    return elapsed / max(1, counts[0]), total / elapsed, rows / max(1, batches)
+
+
+async def run_engine(path: str, seconds: float, threads: int | None, max_batch: int) -> dict[str, tuple[float, float, float]]:
+    model = {"model_path": path, "preload": True, "max_batch_size": max_batch}
+    config = load_config(overrides={"models": {"digits": model}, "onnx": {"intra_op_threads": threads}})
+    engine = Engine(config)
+    await engine.start()
+    try:
+        return {f"c{c}": await time_engine(engine, c, seconds) for c in (1, 64)}
+    finally:
+        await engine.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: onnxruntime's choice)")
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--model", help="an ONNX file with input 'input' [N,28,28] (default: the demo digits model)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    path = args.model or str(digits_model())
+    session = raw_session(path, args.threads)
+    raw1_s, raw1_ips = time_raw(session, 1, args.seconds)
+    raw32_s, raw32_ips = time_raw(session, 32, args.seconds)
+    del session
+    results = asyncio.run(run_engine(path, args.seconds, args.threads, args.max_batch))
+    eng1_s, eng1_ips, _ = results["c1"]
+    _, eng64_ips, eng64_batch = results["c64"]
+    added_us = (eng1_s - raw1_s) * 1e6
+    rows = [
+        ["raw session.run, batch 1", f"{raw1_s * 1e6:.1f}", f"{raw1_ips:,.0f}", "1.00x", ""],
+        ["raw session.run, batch 32", f"{raw32_s * 1e6:.1f}", f"{raw32_ips:,.0f}", f"{raw32_ips / raw1_ips:.2f}x", "ceiling"],
+        ["engine, concurrency 1", f"{eng1_s * 1e6:.1f}", f"{eng1_ips:,.0f}", f"{eng1_ips / raw1_ips:.2f}x", f"+{added_us:.1f} us/call (goal <= 25)"],
+        ["engine, concurrency 64", "", f"{eng64_ips:,.0f}", f"{eng64_ips / raw1_ips:.2f}x", f"mean batch {eng64_batch:.1f} (goal >= 3x)"],
+    ]
+    print(table(["path", "us/call", "items/s", "vs raw batch 1", "note"], rows))
+
+
+if __name__ == "__main__":
+    import uvloop
+
+    uvloop.install()
+    main()
