@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from .config import load_config, valid_model_name
 from .errors import ConfigError
+from .runtimes import backend_for_path
 
 DEFAULT_DEMO_DIR = Path("var/demo")
 
@@ -55,6 +56,10 @@ def serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["repository"] = str(Path(args.repository).resolve())
     if args.model:
         path = Path(args.model).resolve()
+        if not path.exists():
+            raise ConfigError("-model", f"no model file at '{args.model}'")
+        if path.is_file() and backend_for_path(path) is None:
+            raise ConfigError("-model", f"cannot tell the model's backend from the suffix '{path.suffix}' of '{args.model}'")
         name = _model_name_from(path)
         entry: dict[str, Any] = {"model_path": str(path), "preload": True}
         if args.maxgpu is not None:

@@ -5,6 +5,10 @@ double underscore: ``BERTH_CAPACITY__MAX_MODELS=3``, ``BERTH_SERVER__HTTP_PORT=9
 Values from the environment are parsed as YAML scalars, so ``3``, ``true`` and
 ``0.5`` arrive typed. The keys of the seed servers (seeds 003 and 004) are accepted as
 they wrote them; a few of theirs are aliases of berth's own names, listed on the field.
+Aliases are renamed to the field's name in each layer before the layers are merged, so
+an environment variable or flag overrides a key whatever spelling the file used (the
+seed-003 ``server.port: ":50051"`` becomes ``server.grpc_port``; where one layer gives
+both, ``grpc_port`` wins).
 
 The merged mapping is validated once at start by pydantic; a bad key or value raises
 :class:`~berth.errors.ConfigError` naming the dotted key and the reason. After that
@@ -40,7 +44,7 @@ class ServerConfig(_Section):
     http_port: int = Field(8080, ge=0, le=65535)
     grpc_port: int = Field(50051, ge=0, le=65535)
     #: seed 003 writes the gRPC listen address as ``port: ":50051"``
-    port: str | None = None
+    port: str | int | None = None
     max_message_size_mb: float = Field(50, gt=0)
     #: execution slots per device (seed 003 ``worker_count_per_gpu``)
     worker_count_per_gpu: int = Field(2, ge=1, le=256, alias="workers_per_device")
@@ -49,6 +53,8 @@ class ServerConfig(_Section):
     insecure: bool = False
     max_body_mb: float = Field(64, gt=0)
     request_timeout_s: float = Field(30.0, gt=0)
+    #: batches predicted to run faster than this run on the event loop (see scheduling.batcher)
+    inline_max_us: float = Field(150.0, ge=0, le=5000)
     drain_timeout_s: float = Field(20.0, ge=0)
     stats_report_interval_s: float = Field(300.0, ge=0)
     blast_max_n: int = Field(2000, ge=1)
@@ -59,11 +65,18 @@ class ServerConfig(_Section):
     @model_validator(mode="after")
     def _seed_port(self) -> "ServerConfig":
         if self.port is not None:
-            match = re.fullmatch(r"(?:[\w.\-]*):?(\d{1,5})", self.port.strip())
-            if not match or int(match.group(1)) > 65535:
-                raise ValueError(f"port '{self.port}' is not of the form ':50051'")
-            self.grpc_port = int(match.group(1))
+            self.grpc_port = parse_listen_port(self.port)
         return self
+
+
+def parse_listen_port(value: object) -> int:
+    """``":50051"``, ``"0.0.0.0:50051"``, ``"50051"`` or ``50051`` → 50051."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"port {value!r} is not of the form ':50051'")
+    match = re.fullmatch(r"(?:[\w.\-]*):?(\d{1,5})", str(value).strip())
+    if not match or int(match.group(1)) > 65535:
+        raise ValueError(f"port '{value}' is not of the form ':50051'")
+    return int(match.group(1))
 
 
 class GpusConfig(_Section):
@@ -146,6 +159,14 @@ class ModelConfig(_Section):
     crop_rects_path: str | None = None
     num_frames: int | None = Field(None, ge=1)
 
+    @field_validator("default_version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        # YAML reads ``default_version: 2`` as an int; versions are folder names
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
 
 class BerthConfig(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -164,15 +185,16 @@ class BerthConfig(_Section):
     def _model_names(cls, value: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
         for name in value:
             if not valid_model_name(name):
-                raise ValueError(f"model name '{name}' must match {MODEL_NAME_PATTERN.pattern}")
+                raise ValueError(_bad_model_name(name))
         return value
 
-    @model_validator(mode="after")
-    def _device_names_unique(self) -> "BerthConfig":
-        names = [d.name for d in self.devices]
+    @field_validator("devices")
+    @classmethod
+    def _device_names_unique(cls, value: list[DeviceConfig]) -> list[DeviceConfig]:
+        names = [d.name for d in value]
         if len(names) != len(set(names)):
             raise ValueError("device names must be unique")
-        return self
+        return value
 
     def resolve(self, path: str) -> Path:
         candidate = Path(path).expanduser()
@@ -183,6 +205,68 @@ class BerthConfig(_Section):
     @property
     def repository_path(self) -> Path | None:
         return self.resolve(self.repository) if self.repository else None
+
+
+def _bad_model_name(name: str) -> str:
+    return f"model name '{name}' must match {MODEL_NAME_PATTERN.pattern} (and hold no '..')"
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "server": ServerConfig,
+    "gpus": GpusConfig,
+    "capacity": CapacityConfig,
+    "onnx": OnnxConfig,
+}
+
+
+def _alias_table(model: type[BaseModel]) -> dict[str, str]:
+    return {f.alias: name for name, f in model.model_fields.items() if f.alias and f.alias != name}
+
+
+def _canonical_keys(section: Mapping[str, Any], model: type[BaseModel], where: str) -> dict[str, Any]:
+    """``section`` with alias spellings renamed to the field names."""
+    aliases = _alias_table(model)
+    result: dict[str, Any] = {}
+    for key, value in section.items():
+        name = aliases.get(key, key) if isinstance(key, str) else key
+        if name in result and result[name] != value:
+            other = next(k for k in section if k != key and aliases.get(k, k) == name)
+            raise ConfigError(f"{where}.{key}", f"given twice, as '{other}' and '{key}', with different values")
+        result[name] = value
+    return result
+
+
+def normalize_layer(data: Mapping[str, Any]) -> dict[str, Any]:
+    """One configuration layer with aliases renamed to berth's field names.
+
+    Layers are merged key by key, so without this a seed spelling in the file
+    (``idle_timeout_minutes``) and berth's spelling in a flag (``idle_unload_minutes``)
+    would both survive the merge instead of the later one winning.
+    """
+    result = dict(data)
+    for section, model in _SECTIONS.items():
+        value = result.get(section)
+        if isinstance(value, Mapping):
+            value = _canonical_keys(value, model, section)
+            if section == "server" and "port" in value:
+                port = value.pop("port")
+                if port is not None and "grpc_port" not in value:
+                    try:
+                        value["grpc_port"] = parse_listen_port(port)
+                    except ValueError as exc:
+                        raise ConfigError("server.port", str(exc)) from None
+            result[section] = value
+    models = result.get("models")
+    if isinstance(models, Mapping):
+        entries: dict[Any, Any] = {}
+        for name, entry in models.items():
+            if not isinstance(name, str) or not valid_model_name(name):
+                raise ConfigError(f"models.{name}", _bad_model_name(str(name)))
+            if entry is None:  # ``sanders:`` with nothing under it
+                entry = {}
+            entries[name] = _canonical_keys(entry, ModelConfig, f"models.{name}") if isinstance(entry, Mapping) else entry
+        result["models"] = entries
+    return result
 
 
 def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -221,6 +305,13 @@ def _format_location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "<root>"
 
 
+def _reason(error: Mapping[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
 def load_config(
     path: str | Path | None = None,
     *,
@@ -244,18 +335,14 @@ def load_config(
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError("<root>", "the config file must hold a mapping")
-        data = loaded
+        data = normalize_layer(loaded)
         base_dir = file.resolve().parent
-    data = deep_merge(data, env_overrides(os.environ if environ is None else environ))
+    data = deep_merge(data, normalize_layer(env_overrides(os.environ if environ is None else environ)))
     if overrides:
-        data = deep_merge(data, overrides)
+        data = deep_merge(data, normalize_layer(overrides))
     data.setdefault("base_dir", str(base_dir))
     try:
         return BerthConfig.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = _format_location(tuple(first["loc"]))
-        reason = first["msg"]
-        if first["type"] == "extra_forbidden":
-            reason = "unknown key"
-        raise ConfigError(key, reason) from None
+        raise ConfigError(_format_location(tuple(first["loc"])), _reason(first)) from None

@@ -127,7 +127,7 @@ class Engine:
         deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.default_timeout_s)
         self.inflight += 1
         try:
-            lease = await self.registry.acquire(model, version)
+            lease = await self.registry.acquire(model, version, deadline)
             entry = lease.entry
             try:
                 assert entry.runtime is not None and entry.batcher is not None

@@ -91,7 +91,7 @@ def _settings(name: str, *layers: dict[str, Any]) -> ModelConfig:
 
 def _spec_from_folder(name: str, folder: Path, root: Path, overrides: dict[str, Any]) -> ModelSpec:
     config_file = folder / "config.yaml"
-    repo_settings = _read_model_config(config_file, name) if config_file.exists() else {}
+    repo_settings = _read_model_config(_contained(config_file, root), name) if config_file.exists() else {}
     versions: dict[str, Path] = {}
     for child in folder.iterdir():
         if child.is_dir() and child.name.isdigit():
@@ -137,6 +137,8 @@ class Repository:
                 name = entry.stem if entry.is_file() else entry.name
                 if name.startswith(".") or name in specs:
                     continue
+                if self._configured_path(name):
+                    continue  # berth.yaml's model_path wins, as in find()
                 spec = self._scan_entry(name, entry)
                 if spec is not None:
                     specs[name] = spec
@@ -152,13 +154,17 @@ class Repository:
         """Look for one model by name, on disk and in config (for loads of new models)."""
         if not valid_model_name(name):
             return None
-        if name in self._config.models and self._config.models[name].model_path:
+        if self._configured_path(name):
             return self._from_config(name)
         if self.root is not None:
             for entry in (self.root / name, *self.root.glob(f"{name}.*")):
                 if entry.exists() and (entry.is_dir() or backend_for_path(entry)):
                     return self._scan_entry(name, entry)
         return None
+
+    def _configured_path(self, name: str) -> bool:
+        entry = self._config.models.get(name)
+        return bool(entry is not None and entry.model_path)
 
     def _overrides(self, name: str) -> dict[str, Any]:
         entry = self._config.models.get(name)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import signal
 import socket
+import threading
+from typing import Iterator
 
 import uvicorn
 
@@ -37,6 +41,29 @@ def check_exposure(config: BerthConfig) -> None:
         log.warning("listening on %s WITHOUT authentication (--insecure)", host)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, except that a SIGINT/SIGTERM shutdown ends in a normal exit (code 0).
+
+    uvicorn re-raises the captured signal once it has shut down, so the process would
+    die by that signal (exit -15 / 130) even after a clean drain.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+        captured = getattr(self, "_captured_signals", None)
+        if captured:
+            log.info("stopped by %s after draining in-flight requests", signal.Signals(captured[0]).name)
+
+
 def serve(config: BerthConfig, *, log_level: str = "info") -> None:
     check_exposure(config)
     engine = Engine(config)
@@ -52,6 +79,6 @@ def serve(config: BerthConfig, *, log_level: str = "info") -> None:
         timeout_graceful_shutdown=int(config.server.drain_timeout_s) or None,
         h11_max_incomplete_event_size=64 * 1024,
     )
-    server = uvicorn.Server(server_config)
+    server = _Server(server_config)
     log.info("berth HTTP on http://%s:%d", config.server.host, config.server.http_port)
     server.run()

@@ -3,7 +3,8 @@
 The client never chooses a file name: the store builds one from the time, a sanitised
 model name and a random suffix. Each session is size-capped, the folder has a total
 quota, and a write goes to a temporary file that is renamed into place, so a reader
-never sees half a session.
+never sees half a session. Saves are serialised, so concurrent saves cannot all pass
+the quota check before any of them is written.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import os
 import re
 import secrets
 import tempfile
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import InvalidInput, PayloadTooLarge
 
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+|\.{2,}")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class SessionStore:
         self.display_root = display_root.rstrip("/")
         self.max_bytes = max_bytes
         self.quota_bytes = quota_bytes
+        self._lock = threading.Lock()
 
     def used_bytes(self) -> int:
         if not self.folder.is_dir():
@@ -46,8 +49,12 @@ class SessionStore:
         """Write ``payload`` (already-validated JSON bytes). Blocking: call from a thread."""
         if len(payload) > self.max_bytes:
             raise PayloadTooLarge(f"session of {len(payload)} bytes is over the {self.max_bytes}-byte limit")
+        with self._lock:
+            return self._save_locked(payload, model)
+
+    def _save_locked(self, payload: bytes, model: str) -> SavedSession:
         if self.used_bytes() + len(payload) > self.quota_bytes:
-            raise PayloadTooLarge(f"the session store is full (quota {self.quota_bytes // (1024 * 1024)} MB); delete old sessions")
+            raise PayloadTooLarge(f"the session store is full (quota {self.quota_bytes / (1024 * 1024):.3g} MB); delete old sessions")
         now = datetime.now(timezone.utc)
         safe_model = _SAFE.sub("_", model)[:48].strip("._") or "session"
         name = f"{now.strftime('%Y-%m-%dT%H%M%SZ')}_{safe_model}_{secrets.token_hex(3)}.json"

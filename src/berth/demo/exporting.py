@@ -12,12 +12,14 @@ batch size and at batch 1; a mismatch stops the build (:class:`DemoBuildError`).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -30,6 +32,8 @@ from .staging import DemoBuildError
 BATCH_DIM = "batch"
 ONNX_ATOL = 1e-4
 TORCHSCRIPT_ATOL = 1e-5
+#: loggers of the exporter stack that report routine work at INFO
+_CHATTY_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
 
 
 @dataclass(frozen=True)
@@ -47,11 +51,14 @@ def _quiet_export() -> Iterator[None]:
     """Silence exporter chatter that says nothing about our models.
 
     (``torchvision is not installed`` registration notes, deprecation notices for
-    torch.jit, pytree FutureWarnings.) Errors still propagate.
+    torch.jit, pytree FutureWarnings, and the optimizer passes' INFO lines that appear
+    when the caller configured logging at INFO, as ``berth`` does.) Errors still
+    propagate.
     """
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING if logger.name != "torch.onnx" else logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -59,7 +66,8 @@ def _quiet_export() -> Iterator[None]:
             warnings.simplefilter("ignore", UserWarning)
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def ort_session(path: Path, threads: int = BUILD_THREADS) -> ort.InferenceSession:
@@ -152,14 +160,39 @@ def export_onnx(
     return ExportReport(path, path.stat().st_size, worst, time.perf_counter() - start)
 
 
+def torchscript_signature(
+    model: torch.nn.Module, inputs: Mapping[str, torch.Tensor], output_names: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The ``signature.json`` berth's TorchScript runtime reads from the archive.
+
+    A TorchScript file records no tensor names or shapes; without this the server
+    would guess (and warm the model up with a wrongly shaped input). Same names and
+    shapes as the ONNX twin, batch axis ``-1``.
+    """
+
+    def spec(name: str, tensor: torch.Tensor) -> dict[str, Any]:
+        return {
+            "name": name,
+            "dtype": str(tensor.detach().numpy().dtype),
+            "shape": [-1, *(int(d) for d in tensor.shape[1:])],
+        }
+
+    outs = _torch_outputs(model, list(inputs.values()))
+    return {
+        "inputs": [spec(name, tensor) for name, tensor in inputs.items()],
+        "outputs": [spec(name, torch.from_numpy(out)) for name, out in zip(output_names, outs)],
+    }
+
+
 def save_torchscript(
     model: torch.nn.Module,
     inputs: Mapping[str, torch.Tensor],
+    output_names: Sequence[str],
     path: Path,
     *,
     atol: float = TORCHSCRIPT_ATOL,
 ) -> ExportReport:
-    """Trace ``model`` to TorchScript, ``torch.jit.save`` it, reload and compare.
+    """Trace ``model`` to TorchScript, ``torch.jit.save`` it with its signature, reload, compare.
 
     Tracing (not scripting) because the demo models are plain feed-forward graphs; the
     reload check at two batch sizes catches a trace that baked in the batch size.
@@ -168,10 +201,14 @@ def save_torchscript(
     model = model.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     example = tuple(inputs.values())
+    signature = json.dumps(torchscript_signature(model, inputs, output_names))
     with _quiet_export(), torch.no_grad():
         traced = torch.jit.trace(model, example)
-        torch.jit.save(traced, str(path))
-        loaded = torch.jit.load(str(path), map_location="cpu").eval()
+        torch.jit.save(traced, str(path), _extra_files={"signature.json": signature})
+        extra = {"signature.json": ""}
+        loaded = torch.jit.load(str(path), map_location="cpu", _extra_files=extra).eval()
+    if json.loads(extra["signature.json"] or "null") != json.loads(signature):
+        raise DemoBuildError(f"{path.name}: signature.json did not survive the round trip")
     worst = 0.0
     for feeds in _batch_variants(inputs):
         expected = _torch_outputs(model, list(feeds.values()))
@@ -185,8 +222,21 @@ def save_torchscript(
     return ExportReport(path, path.stat().st_size, worst, time.perf_counter() - start)
 
 
-def time_onnx(path: Path, feeds: Mapping[str, np.ndarray], *, runs: int = 10, warmup: int = 2) -> float:
-    """Median milliseconds per ``session.run`` on ``BUILD_THREADS`` threads."""
+@dataclass(frozen=True)
+class Timing:
+    """Milliseconds per ``session.run``: the median, and the best run.
+
+    The best run is the less noisy figure on a shared machine (other processes only
+    ever make a run slower); the median is what a client would typically see.
+    """
+
+    median_ms: float
+    min_ms: float
+    runs: int
+
+
+def time_onnx(path: Path, feeds: Mapping[str, np.ndarray], *, runs: int = 10, warmup: int = 2) -> Timing:
+    """Time ``session.run`` on ``BUILD_THREADS`` threads after ``warmup`` untimed runs."""
     session = ort_session(path)
     for _ in range(warmup):
         session.run(None, dict(feeds))
@@ -195,14 +245,16 @@ def time_onnx(path: Path, feeds: Mapping[str, np.ndarray], *, runs: int = 10, wa
         t0 = time.perf_counter()
         session.run(None, dict(feeds))
         times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1000.0)
+    return Timing(float(np.median(times) * 1000.0), float(np.min(times) * 1000.0), runs)
 
 
 __all__ = [
     "BATCH_DIM",
     "ExportReport",
+    "Timing",
     "export_onnx",
     "ort_session",
     "save_torchscript",
     "time_onnx",
+    "torchscript_signature",
 ]

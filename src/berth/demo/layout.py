@@ -2,7 +2,8 @@
 
 The server's repository loader expects ``models/<name>/config.yaml`` next to
 ``models/<name>/<version>/model.<ext>``, and ``berth serve`` reads ``berth.yaml`` at the
-top. Keeping every path and every config key in this one module means the model
+top. Both are validated with unknown keys forbidden, so only the documented keys are
+written. Keeping every path and every config key in this one module means the model
 builders only produce weights, and a change to the on-disk contract is made once.
 
 YAML is written as text (values JSON-encoded, which is valid YAML) rather than with
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,6 @@ class ModelEntry:
     memory_estimate_mb: int
     description: str
     labels: list[str] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def relpath(self) -> str:
@@ -67,7 +67,6 @@ class ModelEntry:
         }
         if self.labels is not None:
             cfg["labels"] = list(self.labels)
-        cfg.update(self.extra)
         return cfg
 
 
@@ -158,9 +157,11 @@ def server_config(capacity: Capacity) -> dict[str, Any]:
     }
 
 
-def server_config_text(capacity: Capacity, n_models: int) -> str:
+def server_config_text(capacity: Capacity, names: list[str]) -> str:
     """``berth.yaml`` with comments explaining why the limits are what they are."""
     c = capacity
+    n_models = len(names)
+    listing = ", ".join(names)
     return f"""\
 # berth server config for the demo repository, written by `berth demo build`
 # (demo version {DEMO_VERSION}). Run: berth serve --config <this file>
@@ -171,14 +172,16 @@ server:
 repository: models          # relative to this file
 default_model: digits
 capacity:
-  # The demo has {n_models} models (digits, digits_torch, digits_paragon, emg, emg_torch and
-  # the lip-sync tenants sanders, bob, jane). With at most {c.max_models} resident at once,
-  # using them all makes the LRU policy evict; digits is pinned and never evicted.
+  # The demo has {n_models} models ({listing}).
+  # With at most {c.max_models} resident at once, using them all makes the LRU policy evict
+  # (digits + emg + the three lip-sync tenants alone are 5); digits is pinned, never evicted.
   max_models: {c.max_models}
-  # Memory estimates (config.yaml memory_estimate_mb): digits + emg = {c.classifiers_mb} MB,
-  # one lip-sync tenant at max batch = {c.tenant_mb} MB, all {n_models} models = {c.all_models_mb} MB.
-  # {c.max_memory_gb} GB fits the classifiers plus two tenants but not three, so
-  # cycling through sanders, bob and jane forces an eviction on memory as well.
+  # Memory estimates (config.yaml memory_estimate_mb, sized for a full batch):
+  # digits + emg = {c.classifiers_mb} MB, one lip-sync tenant = {c.tenant_mb} MB, all {n_models} models =
+  # {c.all_models_mb} MB. Counted by these estimates, {c.max_memory_gb} GB fits the classifiers plus two
+  # tenants but not three, so sanders + bob + jane also evict on memory. Once a model is
+  # loaded the server may count its measured warm-up memory instead (smaller: batch 1),
+  # in which case max_models above is what forces the eviction.
   max_memory_gb: {c.max_memory_gb}
   eviction_policy: lru
   idle_unload_minutes: 30
@@ -191,10 +194,10 @@ models:
 """
 
 
-def write_server_config(root: Path, capacity: Capacity, n_models: int) -> Path:
-    """Write ``berth.yaml`` and check it parses to :func:`server_config`."""
+def write_server_config(root: Path, capacity: Capacity, names: list[str]) -> Path:
+    """Write ``berth.yaml`` for the models ``names``; check it parses to :func:`server_config`."""
     path = root / SERVER_CONFIG
-    write_yaml_text(path, server_config_text(capacity, n_models), server_config(capacity))
+    write_yaml_text(path, server_config_text(capacity, names), server_config(capacity))
     return path
 
 

@@ -4,6 +4,12 @@ The demo is rebuilt on every fresh checkout; accuracy figures in ``BUILD_INFO.js
 the tests' expectations only mean something if a rebuild reproduces them. Two torch
 threads match the 2-core machines the build time target was set on, and keep the build
 from oversubscribing a shared CI runner.
+
+Training the two small classifiers uses *one* thread: their matmuls are too small to
+gain from a second, and with two threads a single busy core elsewhere (a parallel test
+run) makes torch's worker threads wait on each other. Measured on a 2-core box with
+one core kept busy: digits + EMG training took 113 s with two threads, 9 s with one
+(6.7 s with one, 13.7 s with two when idle), same accuracy.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import numpy as np
 import torch
 
 BUILD_THREADS = 2
+TRAIN_THREADS = 1
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -37,4 +44,4 @@ def torch_threads(n: int = BUILD_THREADS) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-__all__ = ["BUILD_THREADS", "seed_everything", "torch_threads"]
+__all__ = ["BUILD_THREADS", "TRAIN_THREADS", "seed_everything", "torch_threads"]

@@ -11,13 +11,14 @@ from typing import AsyncIterator
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..engine import Engine
 from ..errors import BerthError
-from .errors import berth_error_handler, unexpected_error_handler
+from .errors import berth_error_handler, http_exception_handler, unexpected_error_handler
 from .seed_api import SeedApi
 
 
@@ -56,7 +57,11 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> Starlette:
     seed = SeedApi(engine)
     app = Starlette(
         routes=[*seed.routes(), *_management_routes(engine)],
-        exception_handlers={BerthError: berth_error_handler, Exception: unexpected_error_handler},
+        exception_handlers={
+            BerthError: berth_error_handler,
+            HTTPException: http_exception_handler,
+            Exception: unexpected_error_handler,
+        },
         lifespan=lifespan,
     )
     app.state.engine = engine

@@ -30,7 +30,10 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
-    body = await read_body(request, limit)
+    return parse_json_object(await read_body(request, limit))
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
     if not body:
         raise InvalidInput("the request body is empty; send a JSON object")
     try:

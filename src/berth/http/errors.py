@@ -12,6 +12,7 @@ import math
 import secrets
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -61,6 +62,18 @@ async def berth_error_handler(request: Request, exc: Exception) -> Response:
     if status >= 500 and not isinstance(exc, Overloaded):
         log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc.message)
     return error_response(request, status, exc.message, headers)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """Routing errors (404 no such path, 405 wrong method) in the same JSON shape."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        message = f"method {request.method[:16]} is not allowed on {request.url.path[:200]}"
+    elif exc.status_code == 404:
+        message = f"no endpoint at {request.url.path[:200]}"
+    else:
+        message = str(exc.detail)
+    return error_response(request, exc.status_code, message, dict(exc.headers or {}))
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:

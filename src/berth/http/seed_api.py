@@ -26,7 +26,7 @@ from starlette.routing import Route
 from ..engine import Engine, Prediction
 from ..errors import InvalidInput, PayloadTooLarge
 from ..sessions import SessionStore, session_model_name
-from .body import read_body, read_json_object
+from .body import parse_json_object, read_body
 from .disconnect import ClientDisconnected, cancel_on_disconnect
 from .errors import REQUEST_ID_HEADER, request_id
 
@@ -43,15 +43,59 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _numbers(value: Any, field: str) -> np.ndarray:
+_KIND_NAMES = {"U": "a string", "S": "a string", "b": "a boolean"}
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _first_non_number(value: Any) -> str | None:
+    """What the first leaf that is not a JSON number is, or None if all are numbers."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, bool) or not isinstance(item, (int, float)):
+            return _json_kind(item)
+    return None
+
+
+def _numbers(value: Any, field: str, maybe_booleans: bool = True) -> np.ndarray:
+    """A float32 array from a JSON array of numbers, refusing anything else with a
+    message that says what was wrong. ``maybe_booleans`` is False when the body holds
+    no ``true``/``false`` literal at all, which spares the per-element scan that
+    numpy's silent bool → number conversion would otherwise need."""
     if not isinstance(value, list) or not value:
         raise InvalidInput(f"'{field}' must be a non-empty array of numbers")
     try:
-        array = np.asarray(value, dtype=np.float32)
+        array = np.asarray(value)
     except (ValueError, TypeError):
-        raise InvalidInput(f"'{field}' must be a rectangular array of numbers") from None
+        found = _first_non_number(value)
+        if found is not None:
+            raise InvalidInput(f"'{field}' must hold only numbers; found {found}") from None
+        raise InvalidInput(f"'{field}' must be a rectangular array (every row the same length)") from None
+    kind = array.dtype.kind
+    if kind not in "fiu":
+        found = _KIND_NAMES.get(kind) or _first_non_number(value) or "a value that is not a number"
+        raise InvalidInput(f"'{field}' must hold only numbers; found {found}")
+    if maybe_booleans:  # numpy reads [true, 1.5] as numbers
+        found = _first_non_number(value)
+        if found is not None:
+            raise InvalidInput(f"'{field}' must hold only numbers; found {found}")
+    with np.errstate(over="ignore"):
+        array = array.astype(np.float32, copy=False)
     if not np.isfinite(array).all():
-        raise InvalidInput(f"'{field}' holds a value that is not a finite number")
+        raise InvalidInput(f"'{field}' holds a value that is not a finite float32 number")
     return array
 
 
@@ -88,6 +132,11 @@ class SeedApi:
             Route("/config", self.config, methods=["GET"]),
         ]
 
+    async def _read(self, request: Request) -> tuple[dict[str, Any], bool]:
+        """The JSON object body, and whether it holds any true/false literal."""
+        raw = await read_body(request, self.body_limit)
+        return parse_json_object(raw), (b"true" in raw or b"false" in raw)
+
     def _model(self, body: dict[str, Any]) -> str:
         model = body.get("model")
         if model is not None and not isinstance(model, str):
@@ -118,9 +167,9 @@ class SeedApi:
         return item
 
     async def infer(self, request: Request) -> Response:
-        body = await read_json_object(request, self.body_limit)
+        body, booleans = await self._read(request)
         model = self._model(body)
-        values = self._single_input(body)
+        values = self._single_input(body, booleans)
         try:
             prediction = await cancel_on_disconnect(request, self.engine.infer_values(model, values, batched=False))
         except ClientDisconnected:
@@ -128,25 +177,25 @@ class SeedApi:
         return _json(self._item(prediction), rid=request_id(request))
 
     @staticmethod
-    def _single_input(body: dict[str, Any]) -> np.ndarray:
+    def _single_input(body: dict[str, Any], booleans: bool = True) -> np.ndarray:
         if "input" in body:
-            return _numbers(body["input"], "input")
+            return _numbers(body["input"], "input", booleans)
         if "image" in body:
-            image = _numbers(body["image"], "image")
+            image = _numbers(body["image"], "image", booleans)
             if image.ndim != 2:
                 raise InvalidInput("'image' must be a 2-D array (rows of pixels)")
             return image
         raise InvalidInput("send 'input' (flat numbers) or 'image' (a 2-D array)")
 
     async def infer_batch(self, request: Request) -> Response:
-        body = await read_json_object(request, self.body_limit)
+        body, booleans = await self._read(request)
         model = self._model(body)
         if "batch" in body:
-            values = _numbers(body["batch"], "batch")
+            values = _numbers(body["batch"], "batch", booleans)
             if values.ndim < 2:
                 raise InvalidInput("'batch' must be an array of flat inputs")
         elif "images" in body:
-            values = _numbers(body["images"], "images")
+            values = _numbers(body["images"], "images", booleans)
             if values.ndim != 3:
                 raise InvalidInput("'images' must be an array of 2-D images")
         else:
@@ -173,14 +222,14 @@ class SeedApi:
         )
 
     async def blast(self, request: Request) -> Response:
-        body = await read_json_object(request, self.body_limit)
+        body, booleans = await self._read(request)
         model = self._model(body)
         n = body.get("n", 1)
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise InvalidInput("'n' must be a positive integer")
         if n > self.blast_max_n:
             raise PayloadTooLarge(f"'n' is {n}; the limit is {self.blast_max_n}")
-        values = self._single_input(body) if ("input" in body or "image" in body) else None
+        values = self._single_input(body, booleans) if ("input" in body or "image" in body) else None
         if values is None:
             signature = await self.engine.signature(model)
             shape = [d if d > 0 else 1 for d in signature.inputs[0].shape[1:]]
@@ -232,13 +281,17 @@ class SeedApi:
                 "ready": health["ready"],
                 "models_loaded": self.engine.server_stats()["loaded_models"],
                 "failed_models": health["failed_models"],
-            }
+            },
+            rid=request_id(request),
         )
 
     async def config(self, request: Request) -> Response:
         model = self.engine.default_model
         if model is None:
-            return _json({"model": None, "input": None, "classes": None, "gpu": False, "startedAt": _started(self.engine)})
+            return _json(
+                {"model": None, "input": None, "classes": None, "gpu": False, "startedAt": _started(self.engine)},
+                rid=request_id(request),
+            )
         lease = await self.engine.lease(model)
         try:
             entry = lease.entry
@@ -260,7 +313,8 @@ class SeedApi:
                     "version": entry.version,
                     "labels": entry.spec.settings.labels,
                     "startedAt": _started(self.engine),
-                }
+                },
+                rid=request_id(request),
             )
         finally:
             lease.release()

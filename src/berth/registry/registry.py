@@ -26,7 +26,7 @@ from typing import Any
 import psutil
 
 from ..config import BerthConfig
-from ..errors import BerthError, CapacityExceeded, ModelNotFound, ModelNotReady, Overloaded
+from ..errors import BerthError, CapacityExceeded, DeadlineExceeded, ModelNotFound, ModelNotReady, Overloaded
 from ..repository import ModelSpec, Repository
 from ..runtimes import Placement as RuntimePlacement
 from ..runtimes import Runtime, runtime_class
@@ -140,8 +140,12 @@ class Registry:
         return [e for e in self.entries.values() if e.resident]
 
     # ── leases ─────────────────────────────────────────────────────────────
-    async def acquire(self, name: str, version: str | None = None) -> Lease:
-        """A lease on a READY model, loading it first if needed (single flight)."""
+    async def acquire(self, name: str, version: str | None = None, deadline: float | None = None) -> Lease:
+        """A lease on a READY model, loading it first if needed (single flight).
+
+        ``deadline`` (monotonic) bounds the wait for a load; the load itself goes on
+        for the requests that can still use it.
+        """
         entry = self.entries.get((name, version)) if version else self._default_entries.get(name)
         if entry is None:
             entry = await self.entry(name, version)
@@ -165,10 +169,17 @@ class Registry:
                 raise ModelNotReady(f"model '{entry.name}' failed to load: {entry.reason}")
             missed = True
             if state in (ModelState.UNLOADED, ModelState.FAILED):
-                await self._await_transition(self._begin_load(entry))
+                transition = self._begin_load(entry)
             else:  # LOADING or UNLOADING: wait for it, then look again
                 assert entry.transition is not None
-                await self._await_transition(entry.transition)
+                transition = entry.transition
+            if deadline is None:
+                await self._await_transition(transition)
+                continue
+            try:
+                await asyncio.wait_for(self._await_transition(transition), timeout=max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded(f"model '{entry.name}' was still {entry.state.value.lower()} when the request's deadline passed") from None
 
     def _release(self, entry: ModelEntry) -> None:
         entry.leases -= 1
@@ -248,7 +259,7 @@ class Registry:
             return exc
         try:
             loop = asyncio.get_running_loop()
-            runtime, measured, warmup_s = await loop.run_in_executor(self._load_executor, self._load_blocking, entry, device)
+            runtime, measured = await loop.run_in_executor(self._load_executor, self._load_blocking, entry, device)
         except Exception as exc:  # noqa: BLE001 - any runtime error fails this model only
             log.error("model '%s' failed to load", entry.name, exc_info=exc)
             entry.state = ModelState.FAILED
@@ -265,8 +276,6 @@ class Registry:
         entry.memory_measured = True
         entry.info = {"backend": runtime.backend, "platform": runtime.platform, **runtime.info().details, "accelerated": runtime.info().accelerated}
         entry.batcher = self._make_batcher(entry, runtime, device)
-        if warmup_s is not None:
-            entry.batcher.observe(1, warmup_s)
         entry.state = ModelState.READY
         entry.stats.loads += 1
         entry.stats.uses_since_load = 0
@@ -315,7 +324,7 @@ class Registry:
             options.setdefault("providers", self.config.onnx.providers)
         return options
 
-    def _load_blocking(self, entry: ModelEntry, device: Device) -> tuple[Runtime, int, float | None]:
+    def _load_blocking(self, entry: ModelEntry, device: Device) -> tuple[Runtime, int]:
         path: Path = entry.spec.versions[entry.version]
         cls = runtime_class(entry.spec.backend)
         if cls not in self._prepared:
@@ -325,14 +334,11 @@ class Registry:
         rss_before = self._process.memory_info().rss
         device_before = runtime.device_memory_bytes()
         runtime.load()
-        warmup_s: float | None = None
         if entry.spec.settings.warmup:
             try:
                 feeds = runtime.warmup_inputs(1)
-                runtime.run(feeds)  # first run pays one-time costs; time the second
-                started = time.perf_counter()
-                runtime.run(feeds)
-                warmup_s = time.perf_counter() - started
+                runtime.run(feeds)  # the first run pays one-time costs (allocations, kernels)
+                runtime.run(feeds)  # the second settles caches and arenas before memory is read
             except Exception:
                 if not _warmup_is_optional(runtime):
                     raise
@@ -345,7 +351,7 @@ class Registry:
             # a floor on what the model really holds
             rss_delta = self._process.memory_info().rss - rss_before
             measured = max(rss_delta, path.stat().st_size)
-        return runtime, int(measured), warmup_s
+        return runtime, int(measured)
 
     # ── capacity ───────────────────────────────────────────────────────────
     async def _reserve(self, entry: ModelEntry) -> Device:

@@ -1,10 +1,13 @@
 """Runtime for neural networks saved in the Paragon JSON format (openfluke/paragon, Go).
 
-Format facts (read from openfluke/paragon ``persistence_json.go`` and
-``v3/persistence_json.go``; forward pass from ``v3/network.go``, the v3
-``forwardCPU`` in ``v3/*`` at the newest commit, ``act_type.go`` /
-``v3/act_type.go``, ``utils.go`` (``Softmax``); the wrapper from
-openfluke/paragon_hosting_example ``README.md`` / ``main.go``):
+Format facts, read from openfluke/paragon (stored as openfluke/PARAGON):
+``persistence_json.go`` and ``v3/persistence_json.go`` (``ToS``/``FromS``,
+``MarshalJSONModel``), ``v3/network.go`` (``Grid``, ``Neuron``, ``Connection``,
+``forwardLayer``, ``ApplySoftmax``, ``GetOutput``, ``getLocalConnections``),
+``v3/train.go`` (``Forward``/``forwardCPU``), ``act.go``, ``act_type.go`` and
+``v3/act_type.go`` (activations), ``utils.go`` (``Softmax``),
+``v3/webgpu_optimized.go`` (GPU activations); the wrapper from
+openfluke/paragon_hosting_example ``README.md`` and ``main.go``:
 
 * ``Network.MarshalJSONModel()`` is ``json.Marshal(n.ToS())`` of::
 
@@ -19,7 +22,9 @@ openfluke/paragon_hosting_example ``README.md`` / ``main.go``):
   Layer 0 is the input layer; the output layer is the last one.  There are no
   layer kinds in the JSON: every neuron is "dense" over its own connection list,
   so fully connected and local (5x5 "conv-like") layers differ only in which
-  connections are listed.  A connection may name any layer index.
+  connections are listed.  A connection may name any layer index.  (Newer v3
+  "attn" slice types live outside this JSON, in the model-bundle config, so a
+  MarshalJSONModel file is always plain dense neurons.)
 * Forward (CPU): the 2-D input ``inputs[y][x]`` (len == h, len(row) == w of
   layer 0) is copied into the input neurons; then for ``l = 1..L-1`` every
   neuron computes ``v = act(b + sum(value[c.layer][c.y][c.x] * c.w))``.

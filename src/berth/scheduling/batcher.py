@@ -14,11 +14,17 @@ batch's results — joins one batch.
 
 Tiny models run inline. Handing a batch to a worker thread and back costs tens of
 microseconds of the loop's own time (a wake-up through the self-pipe, a future, a
-callback), more than a small model's whole run. A batch whose predicted run time
-(measured per row, kept as a moving average) is under ``inline_max_us`` therefore runs
-directly on the event loop, where it blocks the loop for less time than the hand-off
-would have. Anything slower, and every model until it has been measured, runs on the
-device's worker threads. ``inline_max_us: 0`` turns this off.
+callback), more than a small model's whole run. A batch whose predicted run time is
+under ``inline_max_us`` therefore runs directly on the event loop, where it blocks the
+loop for less time than the hand-off would have. The prediction is a moving average
+of the run time per row, measured on real requests on the worker threads: a model
+runs inline only after ``_INLINE_AFTER`` such batches, only when every request has the
+same static item shape, and never again once an inline run took more than
+``_INLINE_TRIP`` times the limit (a model fast on some inputs and slow on others must
+not stall the loop twice). ``inline_max_us: 0`` turns this off.
+
+A queued request whose deadline passes is answered then (a timer watches the earliest
+deadline in the queue), not when a slot frees up.
 
 Everything here runs on the event loop except the model call itself, which runs on a
 device worker thread. A request whose deadline has passed or whose caller has gone
@@ -42,6 +48,9 @@ from ..runtimes.base import Runtime
 from .workers import DeviceWorkers, current_worker_id
 
 log = logging.getLogger("berth.scheduling")
+
+_INLINE_AFTER = 8  # real batches measured on worker threads before inline runs are allowed
+_INLINE_TRIP = 4.0  # an inline run this many times over the limit disables inline for good
 
 
 @dataclass(slots=True)
@@ -99,7 +108,10 @@ class Batcher:
         self._closed = False
         self._mean_batch_s = 0.0
         self._row_s = 0.0  # moving average of run time per row; 0 = not measured yet
-        self._inline_max_s = inline_max_us / 1e6
+        self._measured_batches = 0
+        self._inline_max_s = inline_max_us / 1e6 if uniform else 0.0
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry_at = 0.0
         self._dispatch_scheduled = False
         # every request has the same item shape and dtype (a fully static signature,
         # already enforced by the Engine), so batch-mates need no shape comparison
@@ -119,6 +131,9 @@ class Batcher:
         future: asyncio.Future[InferResult] = self._loop.create_future()
         self._queue.append(_Item(feeds, rows, deadline, future, time.monotonic()))
         self._queued_rows += rows
+        if self._expiry is not None and deadline < self._expiry_at:
+            self._expiry.cancel()  # re-armed for this earlier deadline if it has to wait
+            self._expiry = None
         if not self._dispatch_scheduled:
             self._dispatch_scheduled = True
             self._loop.call_soon(self._scheduled_dispatch)
@@ -128,9 +143,32 @@ class Batcher:
         self._dispatch_scheduled = False
         self.dispatch()
 
-    def observe(self, rows: int, seconds: float) -> None:
-        """Record a run time measured outside the batcher (the warm-up run)."""
-        self._row_s = seconds / max(1, rows)
+    def _arm_expiry(self) -> None:
+        """Keep a timer on the earliest deadline among the queued requests.
+
+        Scans the queue only when no timer is armed; a timer left over for a request
+        that has since run fires, finds nothing to expire and re-arms.
+        """
+        if self._expiry is not None or not self._queue:
+            return
+        earliest = min(item.deadline for item in self._queue)
+        self._expiry_at = earliest
+        self._expiry = self._loop.call_later(max(0.0, earliest - time.monotonic()), self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        now = time.monotonic()
+        kept: deque[_Item] = deque()
+        for item in self._queue:
+            if item.future.done():
+                self._queued_rows -= item.rows
+            elif item.deadline <= now:
+                self._queued_rows -= item.rows
+                item.future.set_exception(DeadlineExceeded(f"request for model '{self.model}' waited past its deadline"))
+            else:
+                kept.append(item)
+        self._queue = kept
+        self._arm_expiry()
 
     def _retry_hint(self) -> float:
         batches_ahead = self._queued_rows / max(1, self.max_batch_size)
@@ -149,17 +187,25 @@ class Batcher:
                 if wait > 0:
                     if self._timer is None:
                         self._timer = self._loop.call_later(wait, self._on_timer)
+                    self._arm_expiry()
                     return
-            if 0 < self._row_s * max(self._queue[0].rows, min(self._queued_rows, self.max_batch_size)) < self._inline_max_s:
+            if (
+                self._measured_batches >= _INLINE_AFTER
+                and self._row_s * max(self._queue[0].rows, min(self._queued_rows, self.max_batch_size)) < self._inline_max_s
+            ):
                 self._run_inline(self._take_batch())
                 continue
             if self.workers.free <= 0:
                 self.workers.try_acquire(self)  # registers us as waiting
+                self._arm_expiry()
                 return
             batch = self._take_batch()
             self.workers.try_acquire(self)
             self.running += 1
             self._start(batch)
+
+        if self._queue:  # still waiting: every batch slot of this model is busy
+            self._arm_expiry()
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -213,7 +259,11 @@ class Batcher:
         except Exception as exc:  # noqa: BLE001 - delivered to every caller in the batch
             self._fail(batch, exc)
             return
-        self._complete(batch, outputs, time.perf_counter() - started, -1, dispatched)
+        elapsed = time.perf_counter() - started
+        if elapsed > _INLINE_TRIP * self._inline_max_s:
+            log.warning("model '%s' took %.1f ms inline; it runs on worker threads from now on", self.model, elapsed * 1000)
+            self._inline_max_s = 0.0
+        self._complete(batch, outputs, elapsed, -1, dispatched)
 
     def _start(self, batch: list[_Item]) -> None:
         dispatched = time.monotonic()
@@ -261,8 +311,10 @@ class Batcher:
     def _complete(self, batch: list[_Item], outputs: dict[str, np.ndarray], compute_s: float, worker_id: int, dispatched: float) -> None:
         rows = sum(item.rows for item in batch)
         self._mean_batch_s = compute_s if self._mean_batch_s == 0 else 0.9 * self._mean_batch_s + 0.1 * compute_s
-        row_s = compute_s / rows
-        self._row_s = row_s if self._row_s == 0 else 0.9 * self._row_s + 0.1 * row_s
+        if worker_id >= 0:  # measured on a worker thread (inline runs keep their own guard)
+            row_s = compute_s / rows
+            self._row_s = row_s if self._row_s == 0 else 0.9 * self._row_s + 0.1 * row_s
+            self._measured_batches += 1
         compute_ms = compute_s * 1000.0
         device_id = self.workers.device_id
         queue_ms = [(dispatched - item.enqueued) * 1000.0 for item in batch]
@@ -292,6 +344,9 @@ class Batcher:
     def close(self) -> None:
         """Refuse new work and fail what is queued (the model is going away)."""
         self._closed = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
