@@ -28,6 +28,8 @@ from _common import digits_model, table
 from berth.config import load_config
 from berth.engine import Engine
 
+INLINE_MAX_US = float(__import__("os").environ.get("INLINE_MAX_US", "150"))
+
 
 def raw_session(path: str, threads: int | None) -> ort.InferenceSession:
     options = ort.SessionOptions()
@@ -84,7 +86,7 @@ async def time_engine(engine: Engine, concurrency: int, seconds: float) -> tuple
 
 
 async def run_engine(path: str, seconds: float, threads: int | None, max_batch: int) -> dict[str, tuple[float, float, float]]:
-    model = {"model_path": path, "preload": True, "max_batch_size": max_batch}
+    model = {"model_path": path, "preload": True, "max_batch_size": max_batch, "options": {"inline_max_us": INLINE_MAX_US}}
     config = load_config(overrides={"models": {"digits": model}, "onnx": {"intra_op_threads": threads}})
     engine = Engine(config)
     await engine.start()

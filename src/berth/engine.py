@@ -18,7 +18,7 @@ from .config import BerthConfig
 from .errors import InternalError, InvalidInput, ModelNotFound, PayloadTooLarge
 from .registry import ModelEntry, ModelState, Registry, discover_devices
 from .registry.entry import Lease
-from .runtimes.base import Signature
+from .runtimes.base import Signature, TensorSpec
 from .scheduling import InferResult
 
 log = logging.getLogger("berth.engine")
@@ -112,7 +112,7 @@ class Engine:
             if len(signature.inputs) != 1:
                 raise InvalidInput(f"model '{model}' takes {len(signature.inputs)} inputs; name them (V2 API)")
             spec = signature.inputs[0]
-            return {spec.name: reshape_item(values, spec.shape, batched=batched, model=model)}
+            return {spec.name: reshape_item(values, spec, batched=batched, model=model)}
 
         return await self._run(model, version, timeout_s, feeds)
 
@@ -300,15 +300,15 @@ class Engine:
         }
 
 
-def reshape_item(values: np.ndarray, shape: tuple[int, ...], *, batched: bool, model: str) -> np.ndarray:
-    """Fit flat or image-shaped numbers to an input of ``shape`` (batch dim first)."""
-    item_shape = shape[1:]
+def reshape_item(values: np.ndarray, spec: TensorSpec, *, batched: bool, model: str) -> np.ndarray:
+    """Fit flat or image-shaped numbers to the input ``spec`` (batch dim first)."""
+    item_shape = spec.static_tail
     rows = values.shape[0] if batched else 1
     if batched and values.ndim < 1:
         raise InvalidInput("the batch must be a list of items")
     per_item = values.size // rows if rows else 0
-    if all(d >= 0 for d in item_shape):
-        expected = int(np.prod(item_shape)) if item_shape else 1
+    if item_shape is not None:
+        expected = spec.item_size
         if per_item != expected or values.size != rows * expected:
             raise InvalidInput(
                 f"model '{model}' takes {expected} values per item ({'x'.join(map(str, item_shape)) or 'scalar'}); got {per_item}"

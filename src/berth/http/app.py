@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from ..engine import Engine
 from ..errors import BerthError
+from .fastlane import FastLane
 from .errors import berth_error_handler, http_exception_handler, unexpected_error_handler
 from .seed_api import SeedApi
 
@@ -41,7 +42,7 @@ def _management_routes(engine: Engine) -> list[Route]:
     return [Route("/models", list_models, methods=["GET"]), Route("/", index, methods=["GET"])]
 
 
-def create_app(engine: Engine, *, manage_engine: bool = True) -> Starlette:
+def create_app(engine: Engine, *, manage_engine: bool = True) -> FastLane:
     """The ASGI app. With ``manage_engine`` the app's lifespan starts and stops the Engine."""
 
     @contextlib.asynccontextmanager
@@ -65,4 +66,4 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> Starlette:
         lifespan=lifespan,
     )
     app.state.engine = engine
-    return app
+    return FastLane(app, seed.fast_routes())

@@ -6,8 +6,10 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
+from starlette.types import Receive, Scope
 
 from ..errors import InvalidInput, PayloadTooLarge
+from .disconnect import ClientDisconnected
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -27,6 +29,30 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_raw_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """:func:`read_body` for a raw ASGI handler."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if not value.isdigit():
+                raise InvalidInput("Content-Length is not a number")
+            if int(value) > limit:
+                raise PayloadTooLarge(f"request body of {int(value)} bytes is over the {limit}-byte limit")
+            break
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:

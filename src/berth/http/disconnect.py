@@ -5,6 +5,10 @@ been read, the next ASGI message a request can receive is ``http.disconnect``, s
 small watcher waits for it and cancels the handler's task. Cancelling the handler
 cancels its pending Engine future, and the batcher drops cancelled requests before
 they reach the model. Only use this once the body has been read completely.
+
+The watcher is a task, and most requests are answered in well under a millisecond, so
+it is started only if the work is still pending after ``WATCH_AFTER_S``: a request that
+waits in a queue is watched from then on, one that is answered at once costs a timer.
 """
 
 from __future__ import annotations
@@ -12,33 +16,45 @@ from __future__ import annotations
 import asyncio
 from typing import Awaitable, TypeVar
 
-from starlette.requests import Request
+from starlette.types import Receive
 
 T = TypeVar("T")
+
+WATCH_AFTER_S = 0.002
 
 
 class ClientDisconnected(Exception):
     pass
 
 
-async def _watch(request: Request, task: asyncio.Task[object]) -> None:
+async def _watch(receive: Receive, task: asyncio.Task[object]) -> None:
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             task.cancel()
             return
 
 
-async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
+async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
+    """Await ``work``; if the client disconnects first, cancel it and raise
+    :class:`ClientDisconnected`. ``receive`` is the request's ASGI receive callable."""
     task = asyncio.current_task()
     assert task is not None
-    watcher = asyncio.ensure_future(_watch(request, task))
+    loop = asyncio.get_running_loop()
+    watcher: list[asyncio.Future[None]] = []
+
+    def start_watching() -> None:
+        watcher.append(asyncio.ensure_future(_watch(receive, task)))
+
+    timer = loop.call_later(WATCH_AFTER_S, start_watching)
     try:
         return await work
     except asyncio.CancelledError:
-        if watcher.done() and not watcher.cancelled():
+        if watcher and watcher[0].done() and not watcher[0].cancelled():
             task.uncancel()
             raise ClientDisconnected() from None
         raise
     finally:
-        watcher.cancel()
+        timer.cancel()
+        if watcher:
+            watcher[0].cancel()

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
+import itertools
 import secrets
 
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from ..errors import BerthError, ErrorKind, Overloaded
 
@@ -35,20 +37,48 @@ STATUS: dict[ErrorKind, int] = {
 REQUEST_ID_HEADER = "x-request-id"
 
 
-def request_id(request: Request) -> str:
-    """The caller's ``X-Request-Id`` when it is sane, else a fresh one (kept on the request)."""
-    existing = request.scope.get("berth.request_id")
+# fresh ids: a random per-process prefix and a counter — unique, unguessable enough to
+# not collide across restarts, and far cheaper per request than a new random token
+_ID_PREFIX = secrets.token_hex(4)
+_id_counter = itertools.count(1)
+
+
+def _fresh_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter):08x}"
+
+
+def scope_request_id(scope: Scope) -> str:
+    """The caller's ``X-Request-Id`` when it is sane, else a fresh one (kept in the scope)."""
+    existing = scope.get("berth.request_id")
     if existing:
         return str(existing)
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    rid = given if 0 < len(given) <= 64 and given.isascii() and given.replace("-", "").replace("_", "").isalnum() else secrets.token_hex(8)
-    request.scope["berth.request_id"] = rid
+    given = ""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            given = value.decode("latin-1")
+            break
+    rid = given if 0 < len(given) <= 64 and given.isascii() and given.replace("-", "").replace("_", "").isalnum() else _fresh_id()
+    scope["berth.request_id"] = rid
     return rid
+
+
+def request_id(request: Request) -> str:
+    return scope_request_id(request.scope)
+
+
+def error_body(status: int, message: str, rid: str) -> bytes:
+    return orjson.dumps({"error": message, "request_id": rid})
+
+
+def error_headers(exc: BerthError) -> dict[str, str]:
+    if isinstance(exc, Overloaded):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    return {}
 
 
 def error_response(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     rid = request_id(request)
-    body = orjson.dumps({"error": message, "request_id": rid})
+    body = error_body(status, message, rid)
     all_headers = {REQUEST_ID_HEADER: rid, **(headers or {})}
     return Response(body, status_code=status, media_type="application/json", headers=all_headers)
 
@@ -56,9 +86,7 @@ def error_response(request: Request, status: int, message: str, headers: dict[st
 async def berth_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BerthError)
     status = STATUS[exc.kind]
-    headers = {}
-    if isinstance(exc, Overloaded):
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    headers = error_headers(exc)
     if status >= 500 and not isinstance(exc, Overloaded):
         log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc.message)
     return error_response(request, status, exc.message, headers)

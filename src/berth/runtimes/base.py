@@ -32,6 +32,12 @@ class TensorSpec:
         tail = self.shape[1:]
         return tail if self.shape and all(d >= 0 for d in tail) else None
 
+    @functools.cached_property
+    def item_size(self) -> int | None:
+        """Elements in one item (the product of the static tail), or None if variable."""
+        tail = self.static_tail
+        return None if tail is None else int(np.prod(tail, dtype=np.int64))
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype.name, "shape": list(self.shape)}
 

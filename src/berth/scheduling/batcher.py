@@ -19,9 +19,11 @@ under ``inline_max_us`` therefore runs directly on the event loop, where it bloc
 loop for less time than the hand-off would have. The prediction is a moving average
 of the run time per row, measured on real requests on the worker threads: a model
 runs inline only after ``_INLINE_AFTER`` such batches, only when every request has the
-same static item shape, and never again once an inline run took more than
-``_INLINE_TRIP`` times the limit (a model fast on some inputs and slow on others must
-not stall the loop twice). ``inline_max_us: 0`` turns this off.
+same static item shape. Inline runs keep feeding the average, so a model that turns
+slow goes back to the threads; and a model whose inline runs took more than
+``_INLINE_TRIP`` times the limit ``_INLINE_STRIKES`` times (fast on some inputs, slow
+on others) never runs inline again. A single slow run is not enough, since the OS can
+pre-empt the loop at any time. ``inline_max_us: 0`` turns this off.
 
 A queued request whose deadline passes is answered then (a timer watches the earliest
 deadline in the queue), not when a slot frees up.
@@ -50,7 +52,8 @@ from .workers import DeviceWorkers, current_worker_id
 log = logging.getLogger("berth.scheduling")
 
 _INLINE_AFTER = 8  # real batches measured on worker threads before inline runs are allowed
-_INLINE_TRIP = 4.0  # an inline run this many times over the limit disables inline for good
+_INLINE_TRIP = 20.0  # an inline run this many times over the limit is a strike
+_INLINE_STRIKES = 3  # strikes before a model stops running inline for good
 
 
 @dataclass(slots=True)
@@ -109,6 +112,7 @@ class Batcher:
         self._mean_batch_s = 0.0
         self._row_s = 0.0  # moving average of run time per row; 0 = not measured yet
         self._measured_batches = 0
+        self._inline_strikes = 0
         self._inline_max_s = inline_max_us / 1e6 if uniform else 0.0
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0
@@ -261,8 +265,10 @@ class Batcher:
             return
         elapsed = time.perf_counter() - started
         if elapsed > _INLINE_TRIP * self._inline_max_s:
-            log.warning("model '%s' took %.1f ms inline; it runs on worker threads from now on", self.model, elapsed * 1000)
-            self._inline_max_s = 0.0
+            self._inline_strikes += 1
+            if self._inline_strikes >= _INLINE_STRIKES:
+                log.warning("model '%s' ran %.1f ms inline; it runs on worker threads from now on", self.model, elapsed * 1000)
+                self._inline_max_s = 0.0
         self._complete(batch, outputs, elapsed, -1, dispatched)
 
     def _start(self, batch: list[_Item]) -> None:
@@ -311,9 +317,9 @@ class Batcher:
     def _complete(self, batch: list[_Item], outputs: dict[str, np.ndarray], compute_s: float, worker_id: int, dispatched: float) -> None:
         rows = sum(item.rows for item in batch)
         self._mean_batch_s = compute_s if self._mean_batch_s == 0 else 0.9 * self._mean_batch_s + 0.1 * compute_s
-        if worker_id >= 0:  # measured on a worker thread (inline runs keep their own guard)
-            row_s = compute_s / rows
-            self._row_s = row_s if self._row_s == 0 else 0.9 * self._row_s + 0.1 * row_s
+        row_s = compute_s / rows
+        self._row_s = row_s if self._row_s == 0 else 0.9 * self._row_s + 0.1 * row_s
+        if worker_id >= 0:  # inline is allowed only after enough runs on the threads
             self._measured_batches += 1
         compute_ms = compute_s * 1000.0
         device_id = self.workers.device_id
