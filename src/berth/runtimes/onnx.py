@@ -43,7 +43,7 @@ def available_providers() -> list[str]:
 
 
 class OnnxRuntime(Runtime):
-    """Options: ``intra_op_threads``, ``providers`` (list), ``tensorrt`` (bool, default
+    """Options: ``intra_op_threads``, ``providers`` (list, or one name), ``tensorrt`` (bool, default
     True when the TensorRT provider is present on a CUDA device)."""
 
     backend = "onnx"
@@ -57,7 +57,9 @@ class OnnxRuntime(Runtime):
     def _providers(self) -> list[Any]:
         requested = self.options.get("providers")
         if requested:
-            return list(requested)
+            # one provider may be written as a plain string in config.yaml; list() of
+            # it would be its characters
+            return [requested] if isinstance(requested, str) else list(requested)
         framework = self.placement.framework_device
         if not framework.startswith("cuda"):
             return ["CPUExecutionProvider"]

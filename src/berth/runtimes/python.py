@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import sys
 import threading
 from contextlib import nullcontext
 from typing import Any
@@ -38,7 +39,7 @@ def _specs(declared: Any) -> tuple[TensorSpec, ...]:
         if hasattr(item, "model_dump"):
             item = item.model_dump()
         if isinstance(item, dict):
-            name, dtype, shape = item["name"], item.get("dtype", "float32"), item["shape"]
+            name, dtype, shape = item["name"], item.get("dtype", item.get("datatype", "float32")), item["shape"]
         else:
             name, dtype, shape = item
         specs.append(TensorSpec(str(name), numpy_dtype(str(dtype)), tuple(int(d) for d in shape)))
@@ -59,19 +60,27 @@ class PythonRuntime(Runtime):
         if spec is None or spec.loader is None:
             raise ValueError("model.py cannot be imported")
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        class_name = str(self.options.get("class_name", "Model"))
-        cls = getattr(module, class_name, None)
-        if cls is None or not callable(getattr(cls, "predict", None)):
-            raise ValueError(f"model.py must define class {class_name} with a predict method")
-        instance = cls()
-        if callable(getattr(instance, "load", None)):
-            instance.load(self.path.parent, self.placement.framework_device)
-        inputs = self.options.get("inputs") or getattr(instance, "inputs", None)
-        outputs = self.options.get("outputs") or getattr(instance, "outputs", None)
-        if not inputs or not outputs:
-            raise ValueError(f"class {class_name} must declare inputs and outputs")
-        self._signature = Signature(_specs(inputs), _specs(outputs))
+        # registered while loaded, as an import would: dataclasses, typing.get_type_hints
+        # and pickle look a class's module up in sys.modules
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+            class_name = str(self.options.get("class_name", "Model"))
+            cls = getattr(module, class_name, None)
+            if cls is None or not callable(getattr(cls, "predict", None)):
+                raise ValueError(f"model.py must define class {class_name} with a predict method")
+            instance = cls()
+            if callable(getattr(instance, "load", None)):
+                instance.load(self.path.parent, self.placement.framework_device)
+            inputs = self.options.get("inputs") or getattr(instance, "inputs", None)
+            outputs = self.options.get("outputs") or getattr(instance, "outputs", None)
+            if not inputs or not outputs:
+                raise ValueError(f"class {class_name} must declare inputs and outputs")
+            self._signature = Signature(_specs(inputs), _specs(outputs))
+        except BaseException:
+            sys.modules.pop(module_name, None)
+            raise
+        self._module_name = module_name
         self._lock = nullcontext() if getattr(instance, "thread_safe", False) else threading.Lock()
         self._instance = instance
 
@@ -83,10 +92,17 @@ class PythonRuntime(Runtime):
         with self._lock:
             result = self._instance.predict(dict(inputs))
         if not isinstance(result, dict):
-            raise TypeError("predict must return a dict of arrays")
-        return {name: np.asarray(result[name]) for name in (s.name for s in self._signature.outputs)}
+            raise TypeError(f"predict must return a dict of arrays, not {type(result).__name__}")
+        names = [s.name for s in self._signature.outputs]
+        missing = [name for name in names if name not in result]
+        if missing:
+            raise ValueError(f"predict returned no {', '.join(map(repr, missing))}; it returned {sorted(map(str, result))}")
+        return {name: np.asarray(result[name]) for name in names}
 
     def unload(self) -> None:
         instance, self._instance = self._instance, None
-        if instance is not None and callable(getattr(instance, "unload", None)):
-            instance.unload()
+        try:
+            if instance is not None and callable(getattr(instance, "unload", None)):
+                instance.unload()
+        finally:
+            sys.modules.pop(getattr(self, "_module_name", ""), None)

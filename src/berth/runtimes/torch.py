@@ -3,8 +3,11 @@
 A TorchScript file does not record shapes or dtypes, so its signature comes from, in
 order: the model config's ``inputs``/``outputs``; a ``signature.json`` extra file
 saved in the archive (``torch.jit.save(m, path, _extra_files={"signature.json": ...})``);
-else the names of ``forward``'s arguments with float32 and unknown shapes.
-An exported program carries its own signature in its graph, read from there.
+else the names of ``forward``'s arguments, float32, shape ``[-1, -1]`` (a batch of
+vectors of any length; declare the signature for any other rank), and outputs named
+``output`` (or ``output_0``, ``output_1`` … for a tuple).
+An exported program carries its own signature in its graph, read from there; a
+program that returns a dict names its outputs by the dict's keys.
 """
 
 from __future__ import annotations
@@ -25,8 +28,23 @@ def _spec_list(declared: Any) -> tuple[TensorSpec, ...]:
     for item in declared:
         if hasattr(item, "model_dump"):
             item = item.model_dump()
-        specs.append(TensorSpec(str(item["name"]), numpy_dtype(str(item.get("dtype", "float32"))), tuple(int(d) for d in item["shape"])))
+        dtype = item.get("dtype", item.get("datatype", "float32"))
+        specs.append(TensorSpec(str(item["name"]), numpy_dtype(str(dtype)), tuple(int(d) for d in item["shape"])))
     return tuple(specs)
+
+
+def _fallback_outputs(return_type: Any) -> tuple[TensorSpec, ...]:
+    """Output specs for a TorchScript ``forward`` with no declared signature."""
+    kind = return_type.kind()
+    if kind == "DictType":
+        raise ValueError(
+            "forward returns a dict, whose keys a TorchScript file does not record: declare the outputs "
+            "(config.yaml inputs/outputs, or signature.json saved in the archive)"
+        )
+    if kind == "TupleType":
+        count = len(return_type.elements())
+        return tuple(TensorSpec(f"output_{i}", np.dtype(np.float32), (-1, -1)) for i in range(count))
+    return (TensorSpec("output", np.dtype(np.float32), (-1, -1)),)
 
 
 def _to_numpy(value: Any) -> np.ndarray:
@@ -62,11 +80,14 @@ class _TorchRuntime(Runtime):
         with torch.inference_mode():
             result = self._module(*args)
         names = [spec.name for spec in self._signature.outputs]
-        if isinstance(result, dict):
+        if isinstance(result, dict) and all(name in result for name in names):
             return {name: _to_numpy(result[name]) for name in names}
-        if isinstance(result, (tuple, list)):
-            return {name: _to_numpy(value) for name, value in zip(names, result)}
-        return {names[0]: _to_numpy(result)}
+        if isinstance(result, dict) and all(isinstance(v, torch.Tensor) for v in result.values()):
+            raise RuntimeError(f"the model returned outputs {sorted(map(str, result))}; its signature declares {names}")
+        leaves = [result] if isinstance(result, torch.Tensor) else torch.utils._pytree.tree_leaves(result)
+        if len(leaves) < len(names):
+            raise RuntimeError(f"the model returned {len(leaves)} tensors; its signature declares {len(names)} outputs {names}")
+        return {name: _to_numpy(value) for name, value in zip(names, leaves)}
 
     def unload(self) -> None:
         self._module = None
@@ -106,9 +127,11 @@ class TorchScriptRuntime(_TorchRuntime):
             data = json.loads(extra["signature.json"])
             self._signature = Signature(_spec_list(data["inputs"]), _spec_list(data["outputs"]))
         else:
-            arguments = module.forward.schema.arguments[1:]  # drop self
-            inputs = tuple(TensorSpec(a.name, np.dtype(np.float32), (-1,)) for a in arguments)
-            self._signature = Signature(inputs, (TensorSpec("output", np.dtype(np.float32), (-1,)),))
+            schema = module.forward.schema
+            # [-1, -1] rather than [-1]: a rank-1 guess made every ordinary (batch,
+            # features) model fail its warm-up, so it could never load in the server
+            inputs = tuple(TensorSpec(a.name, np.dtype(np.float32), (-1, -1)) for a in schema.arguments[1:])  # drop self
+            self._signature = Signature(inputs, _fallback_outputs(schema.returns[0].type))
 
 
 class TorchExportRuntime(_TorchRuntime):
@@ -127,20 +150,43 @@ class TorchExportRuntime(_TorchRuntime):
     def _program_signature(program: Any) -> Signature:
         import torch
 
-        user_inputs = set(program.graph_signature.user_inputs)
+        from torch.export.graph_signature import OutputKind
+
+        graph_signature = program.graph_signature
+        user_inputs = set(graph_signature.user_inputs)
         inputs: list[TensorSpec] = []
         outputs: list[TensorSpec] = []
         for node in program.graph.nodes:
             if node.op == "placeholder" and node.name in user_inputs:
                 inputs.append(_meta_spec(node.name, node.meta.get("val")))
             elif node.op == "output":
-                results = node.args[0]
-                user_outputs = list(program.graph_signature.user_outputs)
-                for index, item in enumerate(results if isinstance(results, (tuple, list)) else [results]):
-                    name = user_outputs[index] if index < len(user_outputs) else f"output_{index}"
+                results = node.args[0] if isinstance(node.args[0], (tuple, list)) else [node.args[0]]
+                # the output node also returns mutated buffers; keep the user's outputs
+                kinds = [spec.kind for spec in graph_signature.output_specs]
+                if len(kinds) == len(results):
+                    results = [item for item, kind in zip(results, kinds) if kind == OutputKind.USER_OUTPUT]
+                keys = _dict_output_keys(program, len(results))
+                for index, item in enumerate(results):
+                    name = keys[index] if keys is not None else (item.name if isinstance(item, torch.fx.Node) else f"output_{index}")
                     value = item.meta.get("val") if isinstance(item, torch.fx.Node) else None
                     outputs.append(_meta_spec(name, value))
         return Signature(tuple(inputs), tuple(outputs))
+
+
+def _dict_output_keys(program: Any, count: int) -> list[str] | None:
+    """The keys of a program whose forward returns a flat dict of tensors, else None.
+
+    The graph names its outputs after the nodes that compute them (``linear``,
+    ``softmax``); the keys the model returns are the names its users know.
+    """
+    try:
+        spec = program.module_call_graph[0].signature.out_spec
+    except (AttributeError, IndexError):
+        return None
+    if spec is None or spec.type is not dict:
+        return None
+    keys = [str(k) for k in spec.context]
+    return keys if len(keys) == spec.num_leaves == count else None
 
 
 def _meta_spec(name: str, value: Any) -> TensorSpec:
