@@ -183,8 +183,8 @@ def test_missing_file_raises_on_load(tmp_path: Path) -> None:
 
 
 def test_prepare_runs_and_is_repeatable() -> None:
-    OnnxRuntime.prepare()
-    OnnxRuntime.prepare()
+    OnnxRuntime.prepare("cpu")
+    OnnxRuntime.prepare("cpu")
 
 
 def test_run_from_eight_threads_at_once(mixed: tuple[Path, np.ndarray]) -> None:

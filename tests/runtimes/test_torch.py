@@ -388,8 +388,8 @@ def test_export_info_and_unload(pt2: dict[str, Path]) -> None:
 
 
 def test_torch_prepare_runs() -> None:
-    TorchScriptRuntime.prepare()
-    TorchExportRuntime.prepare()
+    TorchScriptRuntime.prepare("cpu")
+    TorchExportRuntime.prepare("cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA answers")

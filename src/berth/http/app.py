@@ -7,6 +7,7 @@ match and a function call; every route is a plain ``async def`` over the Engine.
 from __future__ import annotations
 
 import contextlib
+import gc
 from typing import AsyncIterator
 
 import orjson
@@ -49,6 +50,10 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastLane:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if manage_engine:
             await engine.start()
+            # everything alive now (modules, sessions, preloaded models) lives as long as
+            # the server: keep it out of the collector's scans so a full collection under
+            # load does not walk the whole heap
+            gc.freeze()
         try:
             yield
         finally:

@@ -15,9 +15,11 @@ one of them to become free.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,8 +47,13 @@ FAILED_RETRY_S = 30.0
 
 
 def _client_safe(message: str) -> str:
-    """Strip filesystem paths from an error message that may reach a client."""
-    return _PATHS.sub("<path>", message)[:500]
+    """The first line of an error message, without filesystem paths, for clients.
+
+    Framework errors can carry tracebacks and model source after their first line;
+    the whole message goes to the log.
+    """
+    first = next((line.strip() for line in message.splitlines() if line.strip()), "")
+    return _PATHS.sub("<path>", first)[:300]
 
 
 def _warmup_is_optional(runtime: Runtime) -> bool:
@@ -77,7 +84,10 @@ class Registry:
         self._drained: dict[ModelKey, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._process = psutil.Process()
-        self._prepared: set[type[Runtime]] = set()  # touched only on the load executor
+        self._prepared: set[tuple[type[Runtime], str]] = set()  # touched only on the load executor
+        # a device-wide memory reading is only the model's if no other load on that
+        # device runs meanwhile; CUDA loads therefore take their device's lock
+        self._device_locks: dict[str, threading.Lock] = {d.id: threading.Lock() for d in devices}
 
     # ── start and stop ─────────────────────────────────────────────────────
     async def start(self) -> None:
@@ -327,31 +337,38 @@ class Registry:
     def _load_blocking(self, entry: ModelEntry, device: Device) -> tuple[Runtime, int]:
         path: Path = entry.spec.versions[entry.version]
         cls = runtime_class(entry.spec.backend)
-        if cls not in self._prepared:
-            cls.prepare()
-            self._prepared.add(cls)
+        if (cls, device.framework_device) not in self._prepared:
+            cls.prepare(device.framework_device)
+            self._prepared.add((cls, device.framework_device))
         runtime = cls(path, RuntimePlacement(device.id, device.framework_device), self._runtime_options(entry))
-        rss_before = self._process.memory_info().rss
-        device_before = runtime.device_memory_bytes()
-        runtime.load()
-        if entry.spec.settings.warmup:
-            try:
-                feeds = runtime.warmup_inputs(1)
-                runtime.run(feeds)  # the first run pays one-time costs (allocations, kernels)
-                runtime.run(feeds)  # the second settles caches and arenas before memory is read
-            except Exception:
-                if not _warmup_is_optional(runtime):
-                    raise
-                log.warning("model '%s': warm-up with zeros failed (variable input shape); serving anyway", entry.name)
-        device_after = runtime.device_memory_bytes()
+        lock = self._device_locks[device.id] if device.kind == "cuda" else contextlib.nullcontext()
+        with lock:
+            rss_before = self._process.memory_info().rss
+            device_before = runtime.device_memory_bytes()
+            runtime.load()
+            if entry.spec.settings.warmup:
+                self._warm_up(entry, runtime)
+            device_after = runtime.device_memory_bytes()
+            rss_after = self._process.memory_info().rss
         if device_before is not None and device_after is not None:
             measured = max(0, device_after - device_before)
         else:
             # RSS can even shrink when freed heap is reused; the weights file size is
-            # a floor on what the model really holds
-            rss_delta = self._process.memory_info().rss - rss_before
-            measured = max(rss_delta, path.stat().st_size)
+            # a floor on what the model really holds. With max_concurrent_loads > 1,
+            # concurrent loads share this process-wide reading.
+            measured = max(rss_after - rss_before, path.stat().st_size)
         return runtime, int(measured)
+
+    @staticmethod
+    def _warm_up(entry: ModelEntry, runtime: Runtime) -> None:
+        try:
+            feeds = runtime.warmup_inputs(1)
+            runtime.run(feeds)  # the first run pays one-time costs (allocations, kernels)
+            runtime.run(feeds)  # the second settles caches and arenas before memory is read
+        except Exception:
+            if not _warmup_is_optional(runtime):
+                raise
+            log.warning("model '%s': warm-up with zeros failed (variable input shape); serving anyway", entry.name)
 
     # ── capacity ───────────────────────────────────────────────────────────
     async def _reserve(self, entry: ModelEntry) -> Device:

@@ -100,11 +100,13 @@ class Runtime(abc.ABC):
         self.options: Mapping[str, Any] = options or {}
 
     @classmethod
-    def prepare(cls) -> None:
-        """Initialise the framework once per process (import, thread pools, arenas).
+    def prepare(cls, framework_device: str) -> None:
+        """Initialise the framework once per process and device (import, thread pools,
+        arenas, a CUDA context and its math libraries).
 
         The Registry calls this before it measures a load, so the first model of a
-        framework is not charged with the framework's own start-up memory.
+        framework on a device is not charged with the framework's own start-up memory
+        (on a GPU the CUDA context alone is hundreds of megabytes).
         """
 
     @abc.abstractmethod

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .base import Batch, Runtime, RuntimeInfo, Signature, TensorSpec
+from .base import Batch, Placement, Runtime, RuntimeInfo, Signature, TensorSpec
 from .cuda import cuda_used_bytes
 
 _ORT_TYPES: dict[str, np.dtype] = {
@@ -74,10 +75,12 @@ class OnnxRuntime(Runtime):
         return providers
 
     @classmethod
-    def prepare(cls) -> None:
+    def prepare(cls, framework_device: str) -> None:
         import onnxruntime as ort
 
-        session = ort.InferenceSession(_IDENTITY_MODEL, providers=["CPUExecutionProvider"])
+        placement = Placement(framework_device, framework_device)
+        providers = cls(Path("identity.onnx"), placement)._providers()
+        session = ort.InferenceSession(_IDENTITY_MODEL, providers=providers)
         session.run(None, {"x": np.zeros(1, dtype=np.float32)})
 
     def load(self) -> None:

@@ -56,11 +56,12 @@ class _TorchRuntime(Runtime):
     _signature: Signature
 
     @classmethod
-    def prepare(cls) -> None:
+    def prepare(cls, framework_device: str) -> None:
         import torch
 
         with torch.inference_mode():
-            (torch.ones(8, 8) @ torch.ones(8, 8)).sum().item()
+            # a matmul initialises the math library too (cuBLAS handles and workspace)
+            (torch.ones(8, 8, device=framework_device) @ torch.ones(8, 8, device=framework_device)).sum().item()
 
     @property
     def signature(self) -> Signature:
