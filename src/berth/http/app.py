@@ -21,26 +21,28 @@ from ..engine import Engine
 from ..errors import BerthError
 from .fastlane import FastLane
 from .errors import berth_error_handler, http_exception_handler, unexpected_error_handler
+from .management import ManagementApi
 from .seed_api import SeedApi
 
 
-def _management_routes(engine: Engine) -> list[Route]:
-    async def list_models(request: Request) -> Response:
-        return Response(orjson.dumps({"models": engine.list_models(), "server": engine.server_stats()}), media_type="application/json")
-
+def _index_route(engine: Engine) -> Route:
     async def index(request: Request) -> Response:
         return Response(
             orjson.dumps(
                 {
                     "name": "berth",
                     "default_model": engine.default_model,
-                    "endpoints": ["GET /health", "GET /config", "POST /infer", "POST /infer-batch", "POST /blast", "POST /save-session", "GET /models"],
+                    "endpoints": [
+                        "GET /health", "GET /config", "POST /infer", "POST /infer-batch", "POST /blast",
+                        "POST /save-session", "GET /models", "GET /models/{name}", "POST /models/{name}/load",
+                        "POST /models/{name}/unload", "POST /models/{name}/pin", "GET /stats",
+                    ],
                 }
             ),
             media_type="application/json",
         )
 
-    return [Route("/models", list_models, methods=["GET"]), Route("/", index, methods=["GET"])]
+    return Route("/", index, methods=["GET"])
 
 
 def create_app(engine: Engine, *, manage_engine: bool = True) -> FastLane:
@@ -62,7 +64,7 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastLane:
 
     seed = SeedApi(engine)
     app = Starlette(
-        routes=[*seed.routes(), *_management_routes(engine)],
+        routes=[*seed.routes(), *ManagementApi(engine).routes(), _index_route(engine)],
         exception_handlers={
             BerthError: berth_error_handler,
             HTTPException: http_exception_handler,

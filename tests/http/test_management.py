@@ -1,0 +1,59 @@
+"""Model management over HTTP against a real server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.models import write_linear_softmax, write_python_model
+
+X = {"input": [1.0, 2.0, 3.0, 4.0]}
+
+
+def test_load_unload_pin_describe_and_stats(tmp_path: Path, make_server: Any) -> None:
+    repo = tmp_path / "repo"
+    write_linear_softmax(repo / "alpha.onnx")
+    write_python_model(repo / "beta")
+    server = make_server({"repository": str(repo), "capacity": {"max_models": 1}})
+    with server.client() as client:
+        loaded = client.post("/models/alpha/load").json()
+        assert loaded["state"] == "READY" and loaded["memory_measured"] is True
+        assert client.get("/models/alpha").json()["state"] == "READY"
+
+        pinned = client.post("/models/alpha/pin", json={"pinned": True}).json()
+        assert pinned["pinned"] is True
+        # alpha is pinned and the server holds one model: beta cannot come in
+        refused = client.post("/models/beta/load")
+        assert refused.status_code == 503 and "pinned" in refused.json()["error"]
+
+        assert client.post("/models/alpha/pin", json={"pinned": False}).json()["pinned"] is False
+        assert client.post("/models/beta/load").json()["state"] == "READY"
+        assert client.get("/models/alpha").json()["state"] == "UNLOADED"  # evicted for beta
+
+        unloaded = client.post("/models/beta/unload").json()
+        assert unloaded["state"] == "UNLOADED"
+        assert client.post("/infer", json={**X, "model": "beta"}).status_code == 200  # loads again on demand
+
+        stats = client.get("/stats", params={"model": "beta"}).json()
+        assert [m["name"] for m in stats["models"]] == ["beta"]
+        assert stats["models"][0]["stats"]["loads"] == 2
+        assert stats["server"]["max_models"] == 1
+
+
+def test_management_refuses_bad_requests(tmp_path: Path, make_server: Any) -> None:
+    repo = tmp_path / "repo"
+    write_linear_softmax(repo / "alpha.onnx")
+    server = make_server({"repository": str(repo)})
+    with server.client() as client:
+        for response in (client.post("/models/nope/load"), client.get("/models/nope"), client.post("/models/bad%20name/load")):
+            assert response.status_code == 404, response.text
+            assert "unknown model" in response.json()["error"]
+        traversal = client.post("/models/..%2Fetc/load")  # decoded to /models/../etc/load: no such route
+        assert traversal.status_code == 404 and traversal.json()["error"]
+        bad_pin = client.post("/models/alpha/pin", json={"pinned": "yes"})
+        assert bad_pin.status_code == 400 and "pinned" in bad_pin.json()["error"]
+        bad_version = client.post("/models/alpha/load", params={"version": "x"})
+        assert bad_version.status_code == 400
+        missing_version = client.post("/models/alpha/load", params={"version": "9"})
+        assert missing_version.status_code == 404 and "no version '9'" in missing_version.json()["error"]
+        assert client.get("/stats", params={"model": "nope"}).status_code == 404
