@@ -90,7 +90,7 @@ class Engine:
         timeout_s: float | None = None,
     ) -> Prediction:
         """Run ``inputs`` (batch-leading arrays, named as the model's inputs)."""
-        return await self._run(model, version, timeout_s, lambda _signature: inputs)
+        return await self._run(model, version, timeout_s, None, inputs)
 
     async def infer_values(
         self,
@@ -114,24 +114,30 @@ class Engine:
             spec = signature.inputs[0]
             return {spec.name: reshape_item(values, spec, batched=batched, model=model)}
 
-        return await self._run(model, version, timeout_s, feeds)
+        return await self._run(model, version, timeout_s, feeds, None)
 
     async def _run(
         self,
         model: str,
         version: str | None,
         timeout_s: float | None,
-        build_feeds: Callable[[Signature], Mapping[str, np.ndarray]],
+        build_feeds: Callable[[Signature], Mapping[str, np.ndarray]] | None,
+        inputs: Mapping[str, np.ndarray] | None,
     ) -> Prediction:
+        """One request: lease the model (loading it if needed), validate, queue, await."""
         started = time.perf_counter()
         deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.default_timeout_s)
         self.inflight += 1
         try:
-            lease = await self.registry.acquire(model, version, deadline)
+            # the common case needs no await: a READY model leased synchronously
+            lease = self.registry.try_acquire(model, version) or await self.registry.acquire(model, version, deadline)
             entry = lease.entry
             try:
                 assert entry.runtime is not None and entry.batcher is not None
-                feeds, rows = self._validate(entry, build_feeds(entry.runtime.signature))
+                if build_feeds is not None:
+                    inputs = build_feeds(entry.runtime.signature)
+                assert inputs is not None
+                feeds, rows = self._validate(entry, inputs)
                 result: InferResult = await entry.batcher.submit(feeds, rows, deadline)
             except InternalError:
                 entry.stats.failures += 1

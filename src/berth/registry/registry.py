@@ -150,6 +150,16 @@ class Registry:
         return [e for e in self.entries.values() if e.resident]
 
     # ── leases ─────────────────────────────────────────────────────────────
+    def try_acquire(self, name: str, version: str | None = None) -> Lease | None:
+        """A lease on a model that is READY right now, else None (then use :meth:`acquire`)."""
+        entry = self.entries.get((name, version)) if version else self._default_entries.get(name)
+        if entry is None or entry.state is not ModelState.READY:
+            return None
+        entry.leases += 1
+        entry.stats.hits += 1
+        entry.stats.touch()
+        return Lease(entry, self)
+
     async def acquire(self, name: str, version: str | None = None, deadline: float | None = None) -> Lease:
         """A lease on a READY model, loading it first if needed (single flight).
 

@@ -230,17 +230,24 @@ class Batcher:
             self._queued_rows -= item.rows
 
     def _take_batch(self) -> list[_Item]:
+        """The head (already checked alive) and the live same-shaped requests after it."""
         queue = self._queue
         head = queue.popleft()
         self._queued_rows -= head.rows
         batch = [head]
         rows = head.rows
-        while queue and rows < self.max_batch_size:
-            self._drop_dead_head()
-            if not queue:
-                break
+        limit = self.max_batch_size
+        uniform = self._uniform
+        now = time.monotonic()
+        while queue and rows < limit:
             item = queue[0]
-            if rows + item.rows > self.max_batch_size or (not self._uniform and item.shape_key() != head.shape_key()):
+            if item.future.done() or item.deadline < now:  # gone, or expired: drop it here
+                queue.popleft()
+                self._queued_rows -= item.rows
+                if not item.future.done():
+                    item.future.set_exception(DeadlineExceeded(f"request for model '{self.model}' waited past its deadline"))
+                continue
+            if rows + item.rows > limit or (not uniform and item.shape_key() != head.shape_key()):
                 break
             queue.popleft()
             self._queued_rows -= item.rows
