@@ -30,5 +30,9 @@ bench: demo
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/http_classic.py
 
+# regenerate the gRPC code from src/berth/grpc/protos (a test checks it is current)
+protos: $(STAMP)
+	$(BIN)/python -m berth.grpc.build_protos
+
 clean:
 	rm -rf $(VENV) var build *.egg-info src/*.egg-info

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -52,6 +52,10 @@ class ServerConfig(_Section):
     queue_size: int = Field(256, ge=1, le=1_000_000)
     insecure: bool = False
     max_body_mb: float = Field(64, gt=0)
+    #: all request header lines together (names and values), answered with 431 past it
+    max_header_kb: float = Field(32, gt=0)
+    #: rows (first dimension) one request may send; larger batches are refused (413)
+    max_request_rows: int = Field(4096, ge=1)
     request_timeout_s: float = Field(30.0, gt=0)
     #: batches predicted to run faster than this run on the event loop (see scheduling.batcher)
     inline_max_us: float = Field(150.0, ge=0, le=5000)
@@ -77,6 +81,19 @@ def parse_listen_port(value: object) -> int:
     if not match or int(match.group(1)) > 65535:
         raise ValueError(f"port '{value}' is not of the form ':50051'")
     return int(match.group(1))
+
+
+class AuthConfig(_Section):
+    """Credentials and exposure. Secrets are never printed (SecretStr)."""
+
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    admin_token: SecretStr | None = None
+    allowed_hosts: list[str] = Field(default_factory=list)
+    allowed_origins: list[str] = Field(default_factory=list)
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.api_keys) or self.admin_token is not None
 
 
 class GpusConfig(_Section):
@@ -168,12 +185,72 @@ class ModelConfig(_Section):
         return value
 
 
+class EmgConfig(_Section):
+    """Seed 001's real-time EMG streaming. The seed's plain ``EMG_*`` and
+    ``TENSORRT_ENGINE`` environment variables are read by :func:`emg_env_overrides`
+    (below ``BERTH_EMG__*`` in precedence); see ``berth.streaming``."""
+
+    #: dummy (synthetic), realtime (serial port), ninapro / file (npz replay)
+    mode: Literal["dummy", "realtime", "ninapro", "file"] = "dummy"
+    port: str | None = None
+    window: int = Field(200, ge=1, le=100_000, alias="win")
+    channels: int = Field(16, ge=1, le=1024, alias="ch")
+    fs: float = Field(2000, gt=0, le=1_000_000)
+    #: serial frame format: ``binary`` (sync 0xA5 0x5A + channels x float32 LE) or ``csv`` lines
+    serial_format: Literal["binary", "csv"] = "binary"
+    baudrate: int = Field(115200, ge=1)
+    #: npz with ``signal`` [T, channels] (and ``fs``) for file replay
+    recording: str = "recordings/emg_demo.npz"
+    replay_loop: bool = False
+    #: seconds a source may stay silent before a stream ends with an error event
+    source_timeout_s: float = Field(2.0, gt=0)
+    model: str = "emg"
+    torch_model: str = "emg_torch"
+    #: a model file for the accelerated backend (seed 001 ``TENSORRT_ENGINE``); served as ``emg_tensorrt``
+    tensorrt_engine: str | None = None
+    max_streams: int = Field(128, ge=1, le=100_000)
+    max_fps: float = Field(1000, gt=0)
+    max_duration_s: float = Field(86_400, gt=0)
+    #: frames a stream may hold for a client that reads slowly before it coalesces them
+    send_buffer: int = Field(8, ge=1, le=10_000)
+    keepalive_s: float = Field(15.0, gt=0)
+    max_batch: int = Field(256, ge=1)
+    max_benchmark_iterations: int = Field(20_000, ge=1)
+
+    @model_validator(mode="after")
+    def _realtime_port(self) -> "EmgConfig":
+        if self.mode == "realtime" and not self.port:
+            raise ValueError("emg.mode 'realtime' needs emg.port (EMG_PORT), the serial device")
+        return self
+
+
+#: model name the ``TENSORRT_ENGINE`` file is served under
+EMG_ACCELERATED_MODEL = "emg_tensorrt"
+_SEED_ENV = {"EMG_MODE": "mode", "EMG_PORT": "port", "EMG_WIN": "win", "EMG_CH": "ch", "EMG_FS": "fs", "TENSORRT_ENGINE": "tensorrt_engine"}
+
+
+def emg_env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Seed 001's plain ``EMG_*`` / ``TENSORRT_ENGINE`` variables as an ``emg`` layer."""
+    section: dict[str, Any] = {}
+    for name, key in _SEED_ENV.items():
+        raw = environ.get(name)
+        if raw is None or not raw.strip():
+            continue
+        if key in ("mode", "port", "tensorrt_engine"):
+            section[key] = str(Path(raw).expanduser().resolve()) if key == "tensorrt_engine" else raw.strip()
+        else:
+            section[key] = yaml.safe_load(raw)
+    return {"emg": section} if section else {}
+
+
 class BerthConfig(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     gpus: GpusConfig = Field(default_factory=GpusConfig)
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
     devices: list[DeviceConfig] = Field(default_factory=list)
     onnx: OnnxConfig = Field(default_factory=OnnxConfig)
+    emg: EmgConfig = Field(default_factory=EmgConfig)
     repository: str | None = None
     default_model: str | None = None
     models: dict[str, ModelConfig] = Field(default_factory=dict)
@@ -196,6 +273,14 @@ class BerthConfig(_Section):
             raise ValueError("device names must be unique")
         return value
 
+    @model_validator(mode="after")
+    def _emg_accelerated_model(self) -> "BerthConfig":
+        # the seed's TENSORRT_ENGINE file is served like any configured model
+        engine = self.emg.tensorrt_engine
+        if engine and EMG_ACCELERATED_MODEL not in self.models:
+            self.models[EMG_ACCELERATED_MODEL] = ModelConfig(model_path=engine)
+        return self
+
     def resolve(self, path: str) -> Path:
         candidate = Path(path).expanduser()
         if not candidate.is_absolute():
@@ -216,6 +301,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "gpus": GpusConfig,
     "capacity": CapacityConfig,
     "onnx": OnnxConfig,
+    "emg": EmgConfig,
 }
 
 
@@ -337,7 +423,9 @@ def load_config(
             raise ConfigError("<root>", "the config file must hold a mapping")
         data = normalize_layer(loaded)
         base_dir = file.resolve().parent
-    data = deep_merge(data, normalize_layer(env_overrides(os.environ if environ is None else environ)))
+    environ = os.environ if environ is None else environ
+    data = deep_merge(data, normalize_layer(emg_env_overrides(environ)))
+    data = deep_merge(data, normalize_layer(env_overrides(environ)))
     if overrides:
         data = deep_merge(data, normalize_layer(overrides))
     data.setdefault("base_dir", str(base_dir))

@@ -19,6 +19,7 @@ from .errors import InternalError, InvalidInput, ModelNotFound, PayloadTooLarge
 from .registry import ModelEntry, ModelState, Registry, discover_devices
 from .registry.entry import Lease
 from .runtimes.base import Signature, TensorSpec
+from .tensors import v2_datatype
 from .scheduling import InferResult
 
 log = logging.getLogger("berth.engine")
@@ -53,6 +54,7 @@ class Engine:
         self.inflight = 0
         self.ready = False
         self.default_timeout_s = config.server.request_timeout_s
+        self.max_request_rows = config.server.max_request_rows
 
     async def start(self) -> None:
         await self.registry.start()
@@ -112,7 +114,9 @@ class Engine:
             if len(signature.inputs) != 1:
                 raise InvalidInput(f"model '{model}' takes {len(signature.inputs)} inputs; name them (V2 API)")
             spec = signature.inputs[0]
-            return {spec.name: reshape_item(values, spec, batched=batched, model=model)}
+            shaped = reshape_item(values, spec, batched=batched, model=model)
+            # plain JSON numbers carry no dtype: they take the input's
+            return {spec.name: shaped if shaped.dtype == spec.dtype else shaped.astype(spec.dtype)}
 
         return await self._run(model, version, timeout_s, feeds, None)
 
@@ -172,7 +176,7 @@ class Engine:
                 and array.dtype == spec.dtype
                 and array.ndim == len(spec.shape)
                 and array.shape[1:] == spec.static_tail
-                and 0 < array.shape[0]
+                and 0 < array.shape[0] <= self.max_request_rows
                 and array.size <= MAX_TENSOR_ELEMENTS
             ):
                 return {spec.name: array}, array.shape[0]
@@ -188,9 +192,9 @@ class Engine:
         for spec in specs:
             array = inputs[spec.name]
             if array.dtype != spec.dtype:
-                if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
-                    raise InvalidInput(f"input '{spec.name}' must be {spec.dtype.name}, got {array.dtype.name}")
-                array = array.astype(spec.dtype)
+                # no silent casts (Triton refuses them too): BOOL or INT64 sent to an
+                # FP32 input is a client error, not something to guess about
+                raise InvalidInput(f"input '{spec.name}' must be {_dtype_text(spec.dtype)}, got {_dtype_text(array.dtype)}")
             shape = array.shape
             tail = spec.static_tail
             if (shape[1:] != tail) if tail is not None else (
@@ -206,12 +210,15 @@ class Engine:
             feeds[spec.name] = array
         if rows == 0:
             raise InvalidInput("the batch is empty")
+        if rows > self.max_request_rows:
+            raise PayloadTooLarge(f"the batch has {rows} rows; the limit is {self.max_request_rows} (server.max_request_rows)")
         return feeds, rows
 
     # ── metadata ───────────────────────────────────────────────────────────
     async def signature(self, model: str, version: str | None = None) -> Signature:
-        """The model's signature; loads the model if it is not resident."""
-        lease = await self.registry.acquire(model, version)
+        """The model's signature; loads the model if it is not resident. Not a use of
+        the model (usage counts and recency, which drive eviction, stay as they were)."""
+        lease = await self.registry.acquire(model, version, count_use=False)
         try:
             assert lease.entry.runtime is not None
             return lease.entry.runtime.signature
@@ -322,6 +329,13 @@ def reshape_item(values: np.ndarray, spec: TensorSpec, *, batched: bool, model: 
         return values.reshape((rows, *item_shape))
     # a variable item shape cannot be inferred from a count: take the numbers as shaped
     return values if batched else values[np.newaxis, ...]
+
+
+def _dtype_text(dtype: np.dtype) -> str:
+    try:
+        return f"{v2_datatype(dtype)} ({dtype.name})"
+    except ValueError:
+        return dtype.name
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from .config import BerthConfig, ModelConfig, valid_model_name
 from .runtimes import backend_for_path
+from .runtimes.lm import is_lm_folder
 
 log = logging.getLogger("berth.repository")
 
@@ -56,7 +57,8 @@ def _contained(path: Path, root: Path) -> Path:
 def _model_file(version_dir: Path, root: Path) -> Path | None:
     candidates = sorted(p for p in version_dir.iterdir() if p.stem == "model" and backend_for_path(p))
     if not candidates:
-        return None
+        # a Hugging Face causal-LM folder (config.json + *.safetensors) is the model itself
+        return _contained(version_dir, root) if is_lm_folder(version_dir) else None
     return _contained(candidates[0], root)
 
 
@@ -112,7 +114,7 @@ def _make_spec(name: str, versions: dict[str, Path], settings: ModelConfig) -> M
     default = settings.default_version or max(versions, key=_version_key)
     if default not in versions:
         raise RepositoryError(f"model '{name}': default_version {default} has no files")
-    backend = settings.backend or backend_for_path(versions[default])
+    backend = settings.backend or backend_for_path(versions[default]) or ("lm" if versions[default].is_dir() else None)
     if backend is None:
         raise RepositoryError(f"model '{name}': cannot tell the backend from '{versions[default].suffix}'")
     return ModelSpec(name=name, backend=backend, versions=versions, default_version=default, settings=settings)

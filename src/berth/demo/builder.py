@@ -142,6 +142,12 @@ def _build_into(root: Path, log: Log) -> dict[str, Any]:
         if not lipsync.outputs_differ(first, second):
             raise DemoBuildError("lip-sync tenants have identical weights; seeds are not being applied")
 
+        from . import tinylm
+
+        log("tinylm: training two tiny language models (Llama, GPT-2) ...")
+        with timed("tinylm"):
+            lms = tinylm.build(root, log)
+
     for entry in entries:
         write_model_config(root, entry)
     capacity = choose_capacity(entries)
@@ -209,6 +215,7 @@ def _build_into(root: Path, log: Log) -> dict[str, Any]:
             "all_models_mb": capacity.all_models_mb,
         },
         "recording": recording,
+        "llm": {name: vars(result) for name, result in lms.items()},
         "timings_s": timings,
     }
     info["files"] = _file_list(root)  # BUILD_INFO.json itself is not listed

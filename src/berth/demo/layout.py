@@ -23,12 +23,15 @@ import yaml
 
 #: bump when anything about the produced files changes; a cached build with another
 #: version is rebuilt
-DEMO_VERSION = "1"
+DEMO_VERSION = "2"  # 2: the tiny LMs under llm/
 
 BUILD_INFO = "BUILD_INFO.json"
 SERVER_CONFIG = "berth.yaml"
 MODELS_DIR = "models"
 RECORDINGS_DIR = "recordings"
+#: the language models (OpenAI API) live in their own repository with their own
+#: berth.yaml: ``berth serve --config llm/berth.yaml``
+LLM_DIR = "llm"
 EMG_RECORDING = f"{RECORDINGS_DIR}/emg_demo.npz"
 
 DIGIT_LABELS: tuple[str, ...] = tuple(str(i) for i in range(10))
@@ -207,6 +210,7 @@ __all__ = [
     "DIGIT_LABELS",
     "EMG_RECORDING",
     "LIPSYNC_TENANTS",
+    "LLM_DIR",
     "MAX_MODELS",
     "MODELS_DIR",
     "SERVER_CONFIG",

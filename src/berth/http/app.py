@@ -16,13 +16,19 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from ..engine import Engine
 from ..errors import BerthError
 from .fastlane import FastLane
+from .emg_api import EmgApi
 from .errors import berth_error_handler, http_exception_handler, unexpected_error_handler
 from .management import ManagementApi
+from .openai import OpenAIApi
+from .metrics import RequestMetrics, metrics_route
+from .security import SecurityGate
 from .seed_api import SeedApi
+from .v2 import V2Api
 
 
 def _index_route(engine: Engine) -> Route:
@@ -45,8 +51,12 @@ def _index_route(engine: Engine) -> Route:
     return Route("/", index, methods=["GET"])
 
 
-def create_app(engine: Engine, *, manage_engine: bool = True) -> FastLane:
-    """The ASGI app. With ``manage_engine`` the app's lifespan starts and stops the Engine."""
+def create_app(engine: Engine, *, manage_engine: bool = True) -> ASGIApp:
+    """The ASGI app. With ``manage_engine`` the app's lifespan starts and stops the Engine.
+
+    Outside in: SecurityGate (Host, Origin, credentials) → RequestMetrics → FastLane
+    (raw handlers for the hottest routes) → Starlette (every route).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -63,8 +73,19 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastLane:
                 await engine.stop()
 
     seed = SeedApi(engine)
+    seed.seed001 = emg = EmgApi(engine)
+    v2 = V2Api(engine)
+    request_metrics = RequestMetrics(None)  # wired to the app below, once it exists
     app = Starlette(
-        routes=[*seed.routes(), *ManagementApi(engine).routes(), _index_route(engine)],
+        routes=[
+            *seed.routes(),
+            *ManagementApi(engine).routes(),
+            *v2.routes(),
+            *emg.routes(),
+            *OpenAIApi(engine).routes(),
+            metrics_route(engine, request_metrics),
+            _index_route(engine),
+        ],
         exception_handlers={
             BerthError: berth_error_handler,
             HTTPException: http_exception_handler,
@@ -73,4 +94,5 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastLane:
         lifespan=lifespan,
     )
     app.state.engine = engine
-    return FastLane(app, seed.fast_routes())
+    request_metrics.app = FastLane(app, {**seed.fast_routes(), **v2.fast_routes()}, v2.prefix_routes())
+    return SecurityGate(request_metrics, engine.config)

@@ -3,16 +3,20 @@
 Starlette's router, exception middlewares, ``Request`` and ``Response`` cost tens of
 microseconds per request; for a model that runs in twenty, that is most of the time.
 Routes registered here are matched by exact ``(method, path)`` in one dict lookup and
-handed the raw ASGI ``scope``/``receive``/``send``. Every other request, and every
-other method on these paths, goes through the Starlette app as usual, and the same
-handlers are also mounted there, so behaviour does not depend on which way a request
-came in. Errors map through the same table and body as everywhere else.
+handed the raw ASGI ``scope``/``receive``/``send``. Routes whose path carries a
+parameter (``POST /v2/models/{m}[/versions/{v}]/infer``) are registered as a
+:class:`PrefixRoute` — method, path prefix and suffix — tried in order after the exact
+lookup misses; such a handler reads its parameters from ``scope["path"]``. Every other
+request, and every other method on these paths, goes through the Starlette app as
+usual, and the same handlers are also mounted there, so behaviour does not depend on
+which way a request came in. Errors map through the same table and body as everywhere
+else.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, NamedTuple, Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -36,14 +40,51 @@ async def send_json(send: Send, status: int, body: bytes, rid: str, extra: dict[
     await send({"type": "http.response.body", "body": body})
 
 
+class PrefixRoute(NamedTuple):
+    """Paths that start with ``prefix`` and end with ``suffix`` (and are longer than both)."""
+
+    method: str
+    prefix: str
+    suffix: str
+    handler: RawHandler
+
+
+class AsgiEndpoint:
+    """Mounts a raw handler in Starlette as an ASGI app rather than a request function."""
+
+    def __init__(self, handler: RawHandler) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.handler(scope, receive, send)
+        except ClientDisconnected:
+            return
+
+
 class FastLane:
-    def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], RawHandler]) -> None:
+    def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], RawHandler], prefix_routes: Sequence[PrefixRoute] = ()) -> None:
         self.app = app
         self.routes = routes
+        self.prefix_routes = tuple(prefix_routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            handler = self.routes.get((scope["method"], scope["path"]))
+            method, path = scope["method"], scope["path"]
+            handler = self.routes.get((method, path))
+            if handler is not None:
+                scope["berth.route"] = path  # the metrics label: a fixed path is its own template
+            else:
+                for route in self.prefix_routes:
+                    if (
+                        method == route.method
+                        and path.startswith(route.prefix)
+                        and path.endswith(route.suffix)
+                        and len(path) > len(route.prefix) + len(route.suffix)
+                    ):
+                        handler = route.handler
+                        scope["berth.route"] = f"{route.prefix}{{model}}{route.suffix}"
+                        break
             if handler is not None:
                 await self._guarded(handler, scope, receive, send)
                 return

@@ -146,6 +146,9 @@ class _AsgiEndpoint:
 class SeedApi:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: seed 001's EMG API (:class:`~berth.http.emg_api.EmgApi`), set by ``create_app``:
+        #: ``/infer`` hands it seed-001 bodies and ``/health`` adds its fields
+        self.seed001: Any = None
         server = engine.config.server
         self.body_limit = int(server.max_body_mb * 1024 * 1024)
         self.blast_max_n = server.blast_max_n
@@ -204,6 +207,9 @@ class SeedApi:
         """``POST /infer`` as a raw ASGI handler: it is also in the fast lane."""
         raw = await read_raw_body(scope, receive, self.body_limit)
         body = parse_json_object(raw)
+        if self.seed001 is not None and self.seed001.is_seed001_body(body):
+            await self.seed001.infer_seed001(scope, receive, send, body)
+            return
         model = self._model(body)
         values = self._single_input(body, b"true" in raw or b"false" in raw)
         prediction = await cancel_on_disconnect(receive, self.engine.infer_values(model, values, batched=False))
@@ -318,6 +324,7 @@ class SeedApi:
                 "ready": health["ready"],
                 "models_loaded": self.engine.server_stats()["loaded_models"],
                 "failed_models": health["failed_models"],
+                **(self.seed001.health_fields() if self.seed001 is not None else {}),
             },
             rid=request_id(request),
         )

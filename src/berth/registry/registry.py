@@ -62,6 +62,13 @@ def _warmup_is_optional(runtime: Runtime) -> bool:
     return any(d < 0 for spec in runtime.signature.inputs for d in spec.shape[1:])
 
 
+def _weights_size(path: Path) -> int:
+    """Bytes of a model file, or of the weights in a model folder (a Hugging Face LM)."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.glob("*.safetensors"))
+    return path.stat().st_size
+
+
 class Registry:
     def __init__(self, config: BerthConfig, devices: list[Device]) -> None:
         self.config = config
@@ -160,7 +167,7 @@ class Registry:
         entry.stats.touch()
         return Lease(entry, self)
 
-    async def acquire(self, name: str, version: str | None = None, deadline: float | None = None) -> Lease:
+    async def acquire(self, name: str, version: str | None = None, deadline: float | None = None, *, count_use: bool = True) -> Lease:
         """A lease on a READY model, loading it first if needed (single flight).
 
         ``deadline`` (monotonic) bounds the wait for a load; the load itself goes on
@@ -171,19 +178,21 @@ class Registry:
             entry = await self.entry(name, version)
         if entry.state is ModelState.READY:  # the hot path: no await
             entry.leases += 1
-            entry.stats.hits += 1
-            entry.stats.touch()
+            if count_use:
+                entry.stats.hits += 1
+                entry.stats.touch()
             return Lease(entry, self)
         missed = False
         while True:
             state = entry.state
             if state is ModelState.READY:
                 entry.leases += 1
-                if missed:
-                    entry.stats.misses += 1
-                else:
-                    entry.stats.hits += 1
-                entry.stats.touch()
+                if count_use:
+                    if missed:
+                        entry.stats.misses += 1
+                    else:
+                        entry.stats.hits += 1
+                    entry.stats.touch()
                 return Lease(entry, self)
             if state is ModelState.FAILED and time.monotonic() - entry.failed_at < FAILED_RETRY_S:
                 raise ModelNotReady(f"model '{entry.name}' failed to load: {entry.reason}")
@@ -263,7 +272,7 @@ class Registry:
             return int(settings.memory_estimate_mb * _MB)
         path = entry.spec.versions[entry.version]
         try:
-            size = path.stat().st_size
+            size = _weights_size(path)
         except OSError:
             size = 0
         return max(_MB, 2 * size)
@@ -366,7 +375,7 @@ class Registry:
             # RSS can even shrink when freed heap is reused; the weights file size is
             # a floor on what the model really holds. With max_concurrent_loads > 1,
             # concurrent loads share this process-wide reading.
-            measured = max(rss_after - rss_before, path.stat().st_size)
+            measured = max(rss_after - rss_before, _weights_size(path))
         return runtime, int(measured)
 
     @staticmethod

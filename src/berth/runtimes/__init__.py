@@ -19,6 +19,7 @@ _BACKENDS: dict[str, tuple[str, str]] = {
     "torch_export": ("berth.runtimes.torch", "TorchExportRuntime"),
     "paragon": ("berth.runtimes.paragon", "ParagonRuntime"),
     "python": ("berth.runtimes.python", "PythonRuntime"),
+    "lm": ("berth.runtimes.lm", "LMRuntime"),  # a Hugging Face causal-LM folder
 }
 
 # model file suffix -> backend, for repository discovery and `berth serve -model`

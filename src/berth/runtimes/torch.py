@@ -47,6 +47,13 @@ def _fallback_outputs(return_type: Any) -> tuple[TensorSpec, ...]:
     return (TensorSpec("output", np.dtype(np.float32), (-1, -1)),)
 
 
+def _writable(array: np.ndarray) -> np.ndarray:
+    """torch.from_numpy wants a contiguous, writable array; request bodies are read-only views."""
+    if array.flags.writeable and array.flags.c_contiguous:
+        return array
+    return np.array(array, copy=True, order="C")
+
+
 def _to_numpy(value: Any) -> np.ndarray:
     return value.detach().to("cpu").numpy()
 
@@ -77,7 +84,7 @@ class _TorchRuntime(Runtime):
         import torch
 
         device = self.placement.framework_device
-        args = [torch.from_numpy(np.ascontiguousarray(inputs[spec.name])).to(device) for spec in self._signature.inputs]
+        args = [torch.from_numpy(_writable(inputs[spec.name])).to(device) for spec in self._signature.inputs]
         with torch.inference_mode():
             result = self._module(*args)
         names = [spec.name for spec in self._signature.outputs]

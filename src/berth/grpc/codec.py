@@ -1,0 +1,160 @@
+"""Tensors between protobuf messages and numpy arrays.
+
+Raw contents (``raw_input_contents`` / ``raw_output_contents``, berth.v1 ``Tensor.data``)
+become arrays with ``numpy.frombuffer`` over the received bytes, never through Python
+lists: little-endian, row-major, BOOL one byte per element, BYTES a 4-byte
+little-endian length before each element. Every size is checked before anything is
+allocated: a shape's element count is bounded while it is multiplied out, and the
+bytes must be exactly what the shape and datatype need.
+
+The typed ``contents`` of the V2 protocol are protobuf repeated fields, so they are
+read as the sequences they are; the field must match the datatype and hold exactly
+the shape's element count, and narrow integer types are range-checked.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Sequence
+
+import numpy as np
+
+from ..engine import MAX_TENSOR_ELEMENTS
+from ..errors import InternalError, InvalidInput
+from ..tensors import NUMPY_TO_V2, V2_TO_NUMPY, checked_element_count
+
+_LENGTH = struct.Struct("<I")
+_DATATYPES = ", ".join(V2_TO_NUMPY)
+
+#: the ``InferTensorContents`` field that carries each datatype
+CONTENTS_FIELD: dict[str, str] = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+
+
+def input_dtype(name: str, datatype: str) -> np.dtype:
+    dtype = V2_TO_NUMPY.get(datatype)
+    if dtype is None:
+        if datatype == "BF16":
+            raise InvalidInput(f"input '{name}': BF16 is not supported (numpy has no such dtype); send FP16 or FP32")
+        raise InvalidInput(f"input '{name}' has unknown datatype '{datatype[:32]}' (one of {_DATATYPES})")
+    return dtype
+
+
+def element_count(name: str, shape: Sequence[int]) -> int:
+    """Elements in ``shape``; a negative dim or a product past the limit is refused."""
+    dims = list(shape)
+    try:
+        return checked_element_count(dims, MAX_TENSOR_ELEMENTS)
+    except OverflowError:
+        raise InvalidInput(f"input '{name}' shape {dims[:8]} has more than {MAX_TENSOR_ELEMENTS} elements") from None
+    except ValueError:
+        raise InvalidInput(f"input '{name}' shape {dims[:8]} must hold non-negative sizes") from None
+
+
+def from_raw(name: str, datatype: str, shape: Sequence[int], raw: bytes) -> np.ndarray:
+    """An array over ``raw`` (no copy for numeric types; the array is read-only)."""
+    dtype = input_dtype(name, datatype)
+    count = element_count(name, shape)
+    dims = tuple(shape)
+    if datatype == "BYTES":
+        return decode_bytes(name, raw, count).reshape(dims)
+    expected = count * dtype.itemsize
+    if len(raw) != expected:
+        raise InvalidInput(f"input '{name}' has {len(raw)} raw bytes; {datatype} {list(dims)} needs {expected}")
+    if datatype == "BOOL":
+        octets = np.frombuffer(raw, dtype=np.uint8, count=count)
+        if count and int(octets.max()) > 1:
+            raise InvalidInput(f"input '{name}': BOOL elements must be bytes 0 or 1")
+        return octets.view(np.bool_).reshape(dims)
+    return np.frombuffer(raw, dtype=dtype.newbyteorder("<"), count=count).reshape(dims)
+
+
+def decode_bytes(name: str, raw: bytes, count: int) -> np.ndarray:
+    """BYTES elements: each a 4-byte little-endian length, then that many bytes."""
+    size = len(raw)
+    if count * _LENGTH.size > size:  # bounds the allocation below by the message's size
+        raise InvalidInput(f"input '{name}' has {size} raw bytes, too few for {count} BYTES elements")
+    elements = np.empty(count, dtype=object)
+    view = memoryview(raw)
+    position = 0
+    unpack = _LENGTH.unpack_from
+    for index in range(count):
+        if position + 4 > size:
+            raise InvalidInput(f"input '{name}': BYTES element {index} has no 4-byte length (the data ends)")
+        (length,) = unpack(view, position)
+        position += 4
+        end = position + length
+        if end > size:
+            raise InvalidInput(f"input '{name}': BYTES element {index} claims {length} bytes past the end of its data")
+        elements[index] = bytes(view[position:end])
+        position = end
+    if position != size:
+        raise InvalidInput(f"input '{name}' has {size - position} bytes left over after its {count} BYTES elements")
+    return elements
+
+
+def from_contents(name: str, datatype: str, shape: Sequence[int], contents: object) -> np.ndarray:
+    """An array from a V2 ``InferTensorContents`` message."""
+    dtype = input_dtype(name, datatype)
+    count = element_count(name, shape)
+    dims = tuple(shape)
+    field = CONTENTS_FIELD.get(datatype)
+    if field is None:
+        raise InvalidInput(f"input '{name}': {datatype} has no typed contents field; send it in raw_input_contents")
+    values = getattr(contents, field)
+    if len(values) != count:
+        raise InvalidInput(f"input '{name}' has {len(values)} values in contents.{field}; {datatype} {list(dims)} needs {count}")
+    if datatype == "BYTES":
+        array = np.empty(count, dtype=object)
+        array[:] = list(values)
+        return array.reshape(dims)
+    if dtype.kind in "iu" and dtype.itemsize < 4 and count:
+        wide = np.fromiter(values, dtype=np.int64, count=count)
+        info = np.iinfo(dtype)
+        if int(wide.min()) < info.min or int(wide.max()) > info.max:
+            raise InvalidInput(f"input '{name}' holds a value out of range for {datatype}")
+        return wide.astype(dtype).reshape(dims)
+    return np.fromiter(values, dtype=dtype, count=count).reshape(dims)
+
+
+def output_datatype(name: str, array: np.ndarray) -> str:
+    datatype = NUMPY_TO_V2.get(array.dtype) or NUMPY_TO_V2.get(array.dtype.newbyteorder("="))
+    if datatype is None:
+        if array.dtype.kind in "SU":
+            return "BYTES"
+        raise InternalError(f"output '{name}' has dtype {array.dtype} with no V2 datatype")
+    return datatype
+
+
+def to_raw(datatype: str, array: np.ndarray) -> bytes:
+    """The raw little-endian, row-major bytes of ``array`` (its V2 ``datatype``)."""
+    if datatype == "BYTES":
+        return encode_bytes(array)
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(array).tobytes()
+
+
+def encode_bytes(array: np.ndarray) -> bytes:
+    parts: list[bytes] = []
+    pack = _LENGTH.pack
+    for element in array.reshape(-1):
+        if isinstance(element, (bytes, bytearray, memoryview)):
+            data = bytes(element)
+        else:
+            data = str(element).encode()
+        parts.append(pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)

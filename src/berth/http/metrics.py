@@ -1,0 +1,145 @@
+"""Prometheus ``/metrics``: request counts and latency per route, and the Engine's state.
+
+Per-request numbers are kept in plain dicts by a small ASGI middleware (a dict
+increment and a bisect per request: no locks, no label lookups on the hot path) and
+turned into metric families only when ``/metrics`` is scraped, together with what the
+Engine knows (queue depths, batch sizes, loads, evictions, memory per model and
+device). Labels come only from route templates, model names and device ids, never
+from raw request paths, so a client cannot grow the label space.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import defaultdict
+from typing import Any, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..engine import Engine
+from ..registry import ModelState
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_UNMATCHED = "<unmatched>"
+
+
+class _Histogram:
+    __slots__ = ("counts", "total", "count")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+        self.count += 1
+
+    def buckets(self) -> list[tuple[str, float]]:
+        cumulative = 0
+        out = []
+        for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), self.counts):
+            cumulative += count
+            out.append((bound, cumulative))
+        return out
+
+
+class RequestMetrics:
+    """ASGI middleware recording method, route template, status and duration."""
+
+    def __init__(self, app: ASGIApp | None) -> None:
+        self.app: ASGIApp = app  # type: ignore[assignment]
+        self.requests: dict[tuple[str, str, str], int] = defaultdict(int)
+        self.latency: dict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("berth.route") or getattr(scope.get("route"), "path", None) or _UNMATCHED
+            method = scope["method"]
+            self.requests[(method, route, str(status[0]))] += 1
+            self.latency[(method, route)].observe(time.perf_counter() - started)
+
+
+class _EngineCollector(Collector):
+    def __init__(self, engine: Engine, requests: RequestMetrics) -> None:
+        self.engine = engine
+        self.http = requests
+
+    def collect(self) -> Iterator[Any]:
+        requests = CounterMetricFamily("berth_http_requests", "HTTP requests by route template and status", labels=["method", "route", "status"])
+        for (method, route, status), count in list(self.http.requests.items()):
+            requests.add_metric([method, route, status], count)
+        yield requests
+        latency = HistogramMetricFamily("berth_http_request_duration_seconds", "HTTP request duration by route template", labels=["method", "route"])
+        for (method, route), histogram in list(self.http.latency.items()):
+            latency.add_metric([method, route], histogram.buckets(), histogram.total)
+        yield latency
+
+        registry = self.engine.registry
+        state = GaugeMetricFamily("berth_model_state", "1 for the model's current state", labels=["model", "version", "state"])
+        memory = GaugeMetricFamily("berth_model_memory_bytes", "Memory a model holds (measured after load, estimate while loading)", labels=["model", "version", "device"])
+        queue = GaugeMetricFamily("berth_model_queue_depth", "Requests waiting in the model's queue", labels=["model", "version"])
+        inflight = GaugeMetricFamily("berth_model_inflight", "Requests holding a lease on the model", labels=["model", "version"])
+        loads = CounterMetricFamily("berth_model_loads", "Completed model loads", labels=["model", "version"])
+        evictions = CounterMetricFamily("berth_model_evictions", "Model evictions (capacity or idle)", labels=["model", "version"])
+        inferences = CounterMetricFamily("berth_model_inferences", "Requests served by the model", labels=["model", "version"])
+        batches = CounterMetricFamily("berth_model_batches", "Model calls (batches)", labels=["model", "version"])
+        rows = CounterMetricFamily("berth_model_batch_rows", "Rows in all batches; divide by batches for the mean batch size", labels=["model", "version"])
+        for entry in list(registry.entries.values()):
+            labels = [entry.name, entry.version]
+            for candidate in ModelState:
+                state.add_metric([*labels, candidate.value], 1.0 if entry.state is candidate else 0.0)
+            if entry.device is not None:
+                memory.add_metric([*labels, entry.device.id], entry.memory_bytes)
+            queue.add_metric(labels, entry.batcher.depth if entry.batcher else 0)
+            inflight.add_metric(labels, entry.leases)
+            stats = entry.stats
+            loads.add_metric(labels, stats.loads)
+            evictions.add_metric(labels, stats.evictions)
+            inferences.add_metric(labels, stats.inference_count)
+            batches.add_metric(labels, stats.batches)
+            rows.add_metric(labels, stats.batch_rows)
+        yield from (state, memory, queue, inflight, loads, evictions, inferences, batches, rows)
+
+        device_memory = GaugeMetricFamily("berth_device_memory_bytes", "Memory held by models on the device", labels=["device"])
+        device_limit = GaugeMetricFamily("berth_device_memory_limit_bytes", "The device's memory budget", labels=["device"])
+        device_models = GaugeMetricFamily("berth_device_models", "Models resident on the device", labels=["device"])
+        for device in self.engine.devices:
+            device_memory.add_metric([device.id], device.memory_bytes)
+            if device.max_memory_bytes is not None:
+                device_limit.add_metric([device.id], device.max_memory_bytes)
+            device_models.add_metric([device.id], len(device.models))
+        yield from (device_memory, device_limit, device_models)
+        yield GaugeMetricFamily("berth_inflight_requests", "Requests the Engine is working on", value=self.engine.inflight)
+        yield GaugeMetricFamily("berth_ready", "1 when the server is ready", value=1.0 if self.engine.health()["ready"] else 0.0)
+
+
+def metrics_route(engine: Engine, requests: RequestMetrics) -> Route:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_EngineCollector(engine, requests))
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return Route("/metrics", metrics, methods=["GET"])

@@ -1,0 +1,206 @@
+"""Raw ASGI endpoints for the OpenAI API, with errors in OpenAI's envelope.
+
+``{"error": {"message", "type", "param", "code"}}`` with 400 (bad request), 404
+(unknown model), 429 (the model's waiting queue is full, with ``Retry-After``), 503
+(model not loadable now / no capacity), 500. A request id (the body's ``rid``, seed
+002's field, else ``X-Request-Id``, else a fresh one) is echoed in ``X-Request-Id``,
+the response ``id`` and ``rid``.
+
+While a request generates, a watcher task waits for the ASGI ``http.disconnect``
+message; when the client goes away it aborts the request's sequences, which leave the
+running batch within one decode step, and the model's lease is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from ...engine import Engine
+from ...errors import BerthError, ErrorKind, ModelNotFound, Overloaded
+from ...generation import QueueFull
+from ..body import parse_json_object, read_raw_body
+from ..disconnect import ClientDisconnected
+from ..errors import REQUEST_ID_HEADER, STATUS, request_id, scope_request_id
+from .protocol import BadField
+from .serving import OpenAIServing, Prepared
+
+log = logging.getLogger("berth.openai")
+
+_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable", 504: "timeout"}
+_CODES = {404: "model_not_found", 429: "rate_limit_exceeded", 503: "model_not_ready", 504: "timeout"}
+
+
+def error_object(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """(status, the OpenAI error body, extra headers) for any exception."""
+    if isinstance(exc, BerthError):
+        status = 429 if isinstance(exc, QueueFull) else STATUS[exc.kind]
+        message = exc.message
+    else:
+        status, message = 500, "internal server error"
+    headers: dict[str, str] = {}
+    if isinstance(exc, Overloaded):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    param = exc.param if isinstance(exc, BadField) else ("model" if status == 404 else None)
+    body = {"error": {"message": message, "type": _TYPES.get(status, "server_error"), "param": param, "code": _CODES.get(status)}}
+    return status, body, headers
+
+
+class _Asgi:
+    """A raw ASGI endpoint Starlette mounts as an app (not a request/response function)."""
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.handler(scope, receive, send)
+
+
+async def _send(send: Send, status: int, body: bytes, rid: str, headers: dict[str, str] | None = None, media: bytes = b"application/json") -> None:
+    raw = [(b"content-type", media), (REQUEST_ID_HEADER.encode(), rid.encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _rid(scope: Scope, body: dict[str, Any]) -> str:
+    given = body.get("rid")
+    if isinstance(given, str) and 0 < len(given) <= 128 and given.isprintable():
+        return given
+    return scope_request_id(scope)
+
+
+class OpenAIApi:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.serving = OpenAIServing(engine)
+        self.body_limit = int(engine.config.server.max_body_mb * 1024 * 1024)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/chat/completions", _Asgi(self.chat), methods=["POST"]),
+            Route("/v1/completions", _Asgi(self.completions), methods=["POST"]),
+            Route("/v1/models", self.list_models, methods=["GET"]),
+            Route("/v1/models/{model}", self.get_model, methods=["GET"]),
+            Route("/v1/generation/stats", self.stats, methods=["GET"]),
+        ]
+
+    # ── generation ─────────────────────────────────────────────────────────
+    async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._generate(scope, receive, send, chat=True)
+
+    async def completions(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._generate(scope, receive, send, chat=False)
+
+    async def _generate(self, scope: Scope, receive: Receive, send: Send, *, chat: bool) -> None:
+        rid = scope_request_id(scope)
+        try:
+            body = parse_json_object(await read_raw_body(scope, receive, self.body_limit))
+            rid = _rid(scope, body)
+            start = self.serving.start_chat if chat else self.serving.start_completion
+            prepared = await start(body, rid)
+        except ClientDisconnected:
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
+            await self._error(send, exc, rid)
+            return
+        watcher = asyncio.ensure_future(self._watch(receive, prepared))
+        try:
+            if prepared.stream:
+                await self._stream(send, prepared)
+            else:
+                try:
+                    response = await self.serving.collect(prepared)
+                except Exception as exc:  # noqa: BLE001
+                    await self._error(send, exc, rid)
+                    return
+                if response is not None:
+                    await _send(send, 200, orjson.dumps(response), rid)
+        except OSError:
+            pass  # the client went away while we were sending
+        finally:
+            watcher.cancel()
+            prepared.generation.close()
+
+    @staticmethod
+    async def _watch(receive: Receive, prepared: Prepared) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                log.info("client of request %s went away; aborting its generation", prepared.rid)
+                prepared.generation.abort()
+                return
+
+    async def _stream(self, send: Send, prepared: Prepared) -> None:
+        headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+            (REQUEST_ID_HEADER.encode(), prepared.rid.encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        async for frame in self.serving.stream(prepared):
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    async def _error(send: Send, exc: Exception, rid: str) -> None:
+        status, body, headers = error_object(exc)
+        if status >= 500 and not isinstance(exc, BerthError):
+            log.error("OpenAI request %s failed", rid, exc_info=exc)
+        await _send(send, status, orjson.dumps(body), rid, headers)
+
+    # ── models and stats ───────────────────────────────────────────────────
+    def _lm_names(self) -> list[str]:
+        return sorted(name for name, spec in self.engine.registry.specs.items() if spec.backend == "lm")
+
+    def _model_object(self, name: str) -> dict[str, Any]:
+        spec = self.engine.registry.specs[name]
+        path = spec.versions[spec.default_version]
+        try:
+            created = int(path.stat().st_mtime)
+        except OSError:
+            created = int(time.time())
+        entry = self.engine.registry.entries.get((name, spec.default_version))
+        state = entry.state.value if entry is not None else "UNLOADED"
+        stats = self.serving.service.stats().get(name)
+        berth: dict[str, Any] = {"state": state}
+        if entry is not None and entry.info.get("context_length"):
+            berth["context_length"] = entry.info["context_length"]
+        if stats is not None:
+            berth["running"] = stats["running"]
+            berth["waiting"] = stats["waiting"]
+        return {"id": name, "object": "model", "created": created, "owned_by": "berth", "berth": berth}
+
+    async def list_models(self, request: Request) -> Response:
+        data = [self._model_object(name) for name in self._lm_names()]
+        return _json(request, {"object": "list", "data": data})
+
+    async def get_model(self, request: Request) -> Response:
+        name = request.path_params["model"]
+        if name not in self._lm_names():
+            status, body, headers = error_object(ModelNotFound(f"the model '{name[:64]}' does not exist"))
+            return _json(request, body, status, headers)
+        return _json(request, self._model_object(name))
+
+    async def stats(self, request: Request) -> Response:
+        return _json(request, {"models": self.serving.service.stats()})
+
+
+def _json(request: Request, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(payload), status_code=status, media_type="application/json",
+        headers={REQUEST_ID_HEADER: request_id(request), **(headers or {})},
+    )
+
+
+__all__ = ["ErrorKind", "OpenAIApi", "error_object"]

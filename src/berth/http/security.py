@@ -1,0 +1,186 @@
+"""Who may call what: Host and Origin checks, the data-plane API key, the admin token.
+
+Every route is classified once, in :data:`ROUTE_CLASSES`:
+
+* ``public``: health, the index and the static UI — always open;
+* ``data``: inference and read-only model information — open, or behind
+  ``auth.api_keys`` when keys are configured (``Authorization: Bearer <key>`` or
+  ``X-API-Key: <key>``);
+* ``admin``: loading, unloading, pinning and the repository — behind
+  ``auth.admin_token`` (``Authorization: Bearer <token>`` or ``X-Admin-Token``), or,
+  when no admin token is set, open to loopback clients only.
+
+Headers over ``server.max_header_kb`` in total are refused (431). A request whose Host header names none of the server's hosts is refused (421): a web
+page cannot reach a loopback server through DNS rebinding. A state-changing request
+(any method but GET, HEAD and OPTIONS, and every WebSocket) that carries an Origin
+other than the server's own or a configured ``auth.allowed_origins`` entry is refused
+(403), so a page in the user's browser cannot drive the server. Secrets are compared
+in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import re
+from typing import Iterable
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..config import BerthConfig
+from .errors import REQUEST_ID_HEADER, scope_request_id
+
+PUBLIC, DATA, ADMIN = "public", "data", "admin"
+
+#: (methods or "*", path pattern, class); the first match wins
+ROUTE_CLASSES: tuple[tuple[str, str, str], ...] = (
+    ("GET", r"/", PUBLIC),
+    ("GET", r"/health", PUBLIC),
+    ("GET", r"/v2/health/(live|ready)", PUBLIC),
+    ("GET", r"/(dashboard|ui|static|web)(/.*)?", PUBLIC),
+    ("GET", r"/favicon\.ico", PUBLIC),
+    ("POST", r"/models/[^/]+/(load|unload|pin)", ADMIN),
+    ("POST", r"/v2/repository/.*", ADMIN),
+    ("GET", r"/(config|models|stats|metrics)", DATA),
+    ("GET", r"/models/[^/]+", DATA),
+    ("POST", r"/(infer|infer-batch|blast|save-session|benchmark)", DATA),
+    ("POST", r"/infer/(tensorrt|stream)", DATA),
+    ("GET", r"/infer/stream/stats", DATA),
+    ("GET", r"/ws/.*", DATA),
+    ("GET", r"/v2", DATA),
+    ("GET", r"/v2/models/stats", DATA),
+    ("GET", r"/v2/models/[^/]+(/versions/[^/]+)?(/ready|/config|/stats)?", DATA),
+    ("POST", r"/v2/models/[^/]+(/versions/[^/]+)?/infer", DATA),
+    ("GET", r"/v1/models(/[^/]+)?", DATA),
+    ("GET", r"/v1/generation/stats", DATA),
+    ("POST", r"/v1/(chat/completions|completions)", DATA),
+)
+_COMPILED = tuple((methods, re.compile(pattern + r"\Z"), kind) for methods, pattern, kind in ROUTE_CLASSES)
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def classify(method: str, path: str) -> str | None:
+    """The class of a request, or None when no rule names it (then it is treated as admin)."""
+    lookup = "GET" if method in ("HEAD", "OPTIONS") else method
+    for methods, pattern, kind in _COMPILED:
+        if (methods == "*" or methods == lookup) and pattern.match(path):
+            return kind
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _host_name(value: str) -> str:
+    """``example.com:8080`` → ``example.com``; ``[::1]:8080`` → ``::1``."""
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class SecurityGate:
+    def __init__(self, app: ASGIApp, config: BerthConfig) -> None:
+        self.app = app
+        auth = config.auth
+        self._api_keys = [key.get_secret_value().encode() for key in auth.api_keys]
+        self._admin = auth.admin_token.get_secret_value().encode() if auth.admin_token else None
+        bind = config.server.host
+        self._any_host = bind in ("0.0.0.0", "::", "") and not auth.allowed_hosts
+        self._hosts = frozenset({*_LOOPBACK_NAMES, bind.strip("[]"), *(h.lower() for h in auth.allowed_hosts)})
+        self._origins = frozenset(o.rstrip("/").lower() for o in auth.allowed_origins)
+        self._max_header_bytes = int(config.server.max_header_kb * 1024)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = origin = authorization = api_key = admin_header = None
+        header_bytes = 0
+        for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value) + 4
+            if name == b"host":
+                host = value
+            elif name == b"origin":
+                origin = value
+            elif name == b"authorization":
+                authorization = value
+            elif name == b"x-api-key":
+                api_key = value
+            elif name == b"x-admin-token":
+                admin_header = value
+        if header_bytes > self._max_header_bytes:
+            refusal: tuple[int, str, list[tuple[bytes, bytes]]] | None = (
+                431, f"request headers total {header_bytes} bytes; the limit is {self._max_header_bytes}", [],
+            )
+        else:
+            refusal = self._refusal(scope, host, origin, authorization, api_key, admin_header)
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        status, message, headers = refusal
+        if kind == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+            return
+        rid = scope_request_id(scope)
+        body = orjson.dumps({"error": message, "request_id": rid})
+        response_headers = [(b"content-type", b"application/json"), (REQUEST_ID_HEADER.encode(), rid.encode()), *headers]
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _refusal(
+        self,
+        scope: Scope,
+        host: bytes | None,
+        origin: bytes | None,
+        authorization: bytes | None,
+        api_key: bytes | None,
+        admin_header: bytes | None,
+    ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        host_text = host.decode("latin-1").lower() if host else ""
+        if not self._any_host and _host_name(host_text) not in self._hosts:
+            return 421, "unknown Host header; this server answers to its own host names only", []
+        method = scope.get("method", "GET")
+        state_changing = scope["type"] == "websocket" or method not in _SAFE_METHODS
+        if origin is not None and state_changing:
+            origin_text = origin.decode("latin-1").rstrip("/").lower()
+            same_origin = origin_text.split("://", 1)[-1] == host_text
+            if not same_origin and origin_text not in self._origins:
+                return 403, "cross-origin request refused; add the origin to auth.allowed_origins to allow it", []
+        route_class = classify(method, scope["path"]) or ADMIN
+        if route_class == PUBLIC:
+            return None
+        bearer = authorization[7:].strip() if authorization and authorization[:7].lower() == b"bearer " else None
+        if route_class == DATA:
+            if not self._api_keys:
+                return None
+            if self._matches(self._api_keys, bearer, api_key) or self._admin_matches(bearer, admin_header):
+                return None
+            return 401, "this endpoint needs an API key (Authorization: Bearer <key> or X-API-Key)", [(b"www-authenticate", b"Bearer")]
+        if self._admin is not None:
+            if self._admin_matches(bearer, admin_header):
+                return None
+            return 401, "this endpoint needs the admin token (Authorization: Bearer <token> or X-Admin-Token)", [(b"www-authenticate", b"Bearer")]
+        client = scope.get("client")
+        if client and _is_loopback(client[0]):
+            return None
+        return 403, "management is allowed from loopback only when no admin token is configured", []
+
+    @staticmethod
+    def _matches(secrets: Iterable[bytes], *given: bytes | None) -> bool:
+        found = False
+        for candidate in given:
+            if candidate is None:
+                continue
+            for secret in secrets:  # no early exit: time does not depend on which key matched
+                found |= hmac.compare_digest(candidate, secret)
+        return found
+
+    def _admin_matches(self, bearer: bytes | None, header: bytes | None) -> bool:
+        return self._admin is not None and self._matches((self._admin,), bearer, header)

@@ -1,0 +1,444 @@
+"""The V2 inference request and response on the wire: JSON and the binary extension.
+
+A request body is a JSON object, optionally followed by a binary section: with an
+``Inference-Header-Content-Length: N`` header the first N bytes are the JSON and the
+rest holds the tensors whose input carries ``parameters.binary_data_size``, back to
+back in the order those inputs appear in the JSON (little-endian, row-major; BOOL one
+byte per element; BYTES a 4-byte little-endian length before each element).
+
+Binary tensors become arrays with ``numpy.frombuffer`` over the request body, never
+through Python lists. Every size is checked before anything is allocated: a shape's
+element count is bounded while it is multiplied out, JSON ``data`` must hold exactly
+that many values, and the binary sizes must add up to the binary section exactly.
+
+Nothing here knows the Engine; :mod:`.routes` calls these functions around it.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ...engine import MAX_TENSOR_ELEMENTS, Prediction
+from ...errors import InternalError, InvalidInput, PayloadTooLarge
+from ...tensors import NUMPY_TO_V2, V2_TO_NUMPY, checked_element_count
+
+__all__ = [
+    "InferRequest",
+    "RequestedOutput",
+    "datatype_of",
+    "encode_infer_response",
+    "parse_header_length",
+    "parse_infer_request",
+    "raw_input",
+]
+
+_LENGTH = struct.Struct("<I")
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+#: datatypes that have no JSON form backends agree on: binary only
+_BINARY_ONLY = frozenset({"FP16", "BF16"})
+_DATATYPES = ", ".join([*V2_TO_NUMPY, "BF16"])
+_MAX_NAME = 256
+
+
+@dataclass(slots=True)
+class RequestedOutput:
+    name: str
+    binary: bool | None  # None: the request-level default decides
+
+
+@dataclass(slots=True)
+class InferRequest:
+    id: str | None
+    inputs: dict[str, np.ndarray]
+    outputs: list[RequestedOutput] | None  # None: every output
+    binary_output: bool  # request-level ``binary_data_output``
+    timeout_us: int | None  # Triton's ``timeout`` parameter, in microseconds
+
+
+# ── the request ──────────────────────────────────────────────────────────────
+def parse_header_length(value: bytes | None) -> int | None:
+    """``Inference-Header-Content-Length`` as an int (None when the header is absent)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text.isdigit() or len(text) > 18:
+        raise InvalidInput("Inference-Header-Content-Length must be a non-negative integer")
+    return int(text)
+
+
+def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
+    """An :class:`InferRequest` from a body with an optional binary section."""
+    if header_length is None:
+        json_part = body
+        binary = memoryview(b"")
+    else:
+        if header_length > len(body):
+            raise InvalidInput(
+                f"Inference-Header-Content-Length is {header_length} but the body has only {len(body)} bytes"
+            )
+        json_part, binary = body[:header_length], memoryview(body)[header_length:]
+    if not len(json_part):
+        raise InvalidInput("the request has no JSON part; send an inference request object")
+    try:
+        document = orjson.loads(json_part)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the inference request is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(document, dict):
+        raise InvalidInput("the inference request must be a JSON object")
+
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInput("'id' must be a string")
+    parameters = _parameters(document.get("parameters"), "the request")
+    binary_output = parameters.get("binary_data_output", False)
+    if not isinstance(binary_output, bool):
+        raise InvalidInput("parameter 'binary_data_output' must be true or false")
+    timeout_us = parameters.get("timeout")
+    if timeout_us is not None and (not isinstance(timeout_us, int) or isinstance(timeout_us, bool) or timeout_us <= 0):
+        raise InvalidInput("parameter 'timeout' must be a positive integer (microseconds)")
+
+    # a numeric ``data`` array can hide a boolean that numpy would silently read as 0 or
+    # 1 only if the JSON has more true/false literals than the parameters account for
+    # (tritonclient always sends ``binary_data_output: true`` or ``binary_data: true``)
+    literals = json_part.count(b"true") + json_part.count(b"false")
+    maybe_booleans = literals > 0 and literals > _boolean_parameters(document)
+    inputs = _inputs(document.get("inputs"), binary, header_length is not None, maybe_booleans)
+    outputs = _requested_outputs(document.get("outputs"))
+    return InferRequest(request_id, inputs, outputs, binary_output, timeout_us)
+
+
+def _boolean_parameters(document: dict[str, Any]) -> int:
+    """How many true/false values the request's parameter objects hold."""
+    found = 0
+    groups = [document.get("parameters")]
+    for key in ("inputs", "outputs"):
+        items = document.get(key)
+        if isinstance(items, list):
+            groups.extend(item.get("parameters") for item in items if isinstance(item, dict))
+    for group in groups:
+        if isinstance(group, dict):
+            found += sum(1 for value in group.values() if isinstance(value, bool))
+    return found
+
+
+def _parameters(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"'parameters' of {where} must be an object")
+    return value
+
+
+def _inputs(value: Any, binary: memoryview, has_binary_header: bool, maybe_booleans: bool) -> dict[str, np.ndarray]:
+    if not isinstance(value, list) or not value:
+        raise InvalidInput("'inputs' must be a non-empty array of input tensors")
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for position, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise InvalidInput(f"inputs[{position}] must be an object with name, datatype, shape and data")
+        name = item.get("name")
+        if not isinstance(name, str) or not 0 < len(name) <= _MAX_NAME:
+            raise InvalidInput(f"inputs[{position}] needs a 'name' string of 1 to {_MAX_NAME} characters")
+        if name in arrays:
+            raise InvalidInput(f"input '{name}' is given more than once")
+        datatype = item.get("datatype")
+        if not isinstance(datatype, str):
+            raise InvalidInput(f"input '{name}' needs a 'datatype' string ({_DATATYPES})")
+        shape = item.get("shape")
+        if not isinstance(shape, list):
+            raise InvalidInput(f"input '{name}' needs a 'shape' array")
+        count = _element_count(name, shape)
+        size = _parameters(item.get("parameters"), f"input '{name}'").get("binary_data_size")
+        dtype = _input_dtype(name, datatype)
+        if size is not None:
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise InvalidInput(f"input '{name}': binary_data_size must be a non-negative integer")
+            if "data" in item:
+                raise InvalidInput(f"input '{name}' has both 'data' and binary_data_size; send one")
+            if not has_binary_header:
+                raise InvalidInput(
+                    f"input '{name}' has binary_data_size but the request has no Inference-Header-Content-Length header"
+                )
+            if offset + size > len(binary):
+                raise InvalidInput(
+                    f"input '{name}' needs {size} binary bytes at offset {offset}, "
+                    f"but the binary section has only {len(binary)} bytes"
+                )
+            arrays[name] = _binary_tensor(name, datatype, dtype, shape, count, binary[offset : offset + size])
+            offset += size
+        else:
+            if "data" not in item:
+                raise InvalidInput(f"input '{name}' has neither 'data' nor a binary_data_size parameter")
+            arrays[name] = _json_tensor(name, datatype, dtype, shape, count, item["data"], maybe_booleans)
+    if offset != len(binary):
+        raise InvalidInput(
+            f"the binary section holds {len(binary)} bytes but the inputs' binary_data_size values add up to {offset}"
+        )
+    return arrays
+
+
+def _element_count(name: str, shape: list[Any]) -> int:
+    try:
+        return checked_element_count(shape, MAX_TENSOR_ELEMENTS)
+    except OverflowError:
+        raise PayloadTooLarge(f"input '{name}' shape {shape[:8]} has more than {MAX_TENSOR_ELEMENTS} elements") from None
+    except ValueError:
+        raise InvalidInput(f"input '{name}' shape must be an array of non-negative integers") from None
+
+
+def _input_dtype(name: str, datatype: str) -> np.dtype:
+    dtype = V2_TO_NUMPY.get(datatype)
+    if dtype is None:
+        if datatype == "BF16":
+            raise InvalidInput(f"input '{name}': BF16 is not supported (no numpy dtype); send FP16 or FP32")
+        raise InvalidInput(f"input '{name}' has unknown datatype '{datatype[:32]}' (one of {_DATATYPES})")
+    return dtype
+
+
+def _binary_tensor(name: str, datatype: str, dtype: np.dtype, shape: list[int], count: int, chunk: memoryview) -> np.ndarray:
+    if datatype == "BYTES":
+        return _bytes_elements(name, chunk, count).reshape(shape)
+    expected = count * dtype.itemsize
+    if len(chunk) != expected:
+        raise InvalidInput(f"input '{name}' has {len(chunk)} binary bytes; {datatype} {shape} needs {expected}")
+    if datatype == "BOOL":
+        raw = np.frombuffer(chunk, dtype=np.uint8, count=count)
+        if count and int(raw.max()) > 1:
+            raise InvalidInput(f"input '{name}': BOOL elements must be bytes 0 or 1")
+        return raw.view(np.bool_).reshape(shape)
+    return np.frombuffer(chunk, dtype=dtype.newbyteorder("<"), count=count).reshape(shape)
+
+
+def _bytes_elements(name: str, chunk: memoryview, count: int) -> np.ndarray:
+    """BYTES elements: each a 4-byte little-endian length, then that many bytes."""
+    size = len(chunk)
+    if count * _LENGTH.size > size:  # bounds the allocation below by the body's size
+        raise InvalidInput(f"input '{name}' has {size} binary bytes, too few for {count} BYTES elements")
+    elements = np.empty(count, dtype=object)
+    position = 0
+    unpack = _LENGTH.unpack_from
+    for index in range(count):
+        if position + 4 > size:
+            raise InvalidInput(f"input '{name}': BYTES element {index} has no 4-byte length (the data ends)")
+        (length,) = unpack(chunk, position)
+        position += 4
+        end = position + length
+        if end > size:
+            raise InvalidInput(f"input '{name}': BYTES element {index} claims {length} bytes past the end of its data")
+        elements[index] = bytes(chunk[position:end])
+        position = end
+    if position != size:
+        raise InvalidInput(f"input '{name}' has {size - position} bytes left over after its {count} BYTES elements")
+    return elements
+
+
+def _json_tensor(
+    name: str, datatype: str, dtype: np.dtype, shape: list[int], count: int, data: Any, maybe_booleans: bool
+) -> np.ndarray:
+    if datatype in _BINARY_ONLY:
+        raise InvalidInput(f"input '{name}': {datatype} has no JSON form; send it as binary data (binary_data_size)")
+    if not isinstance(data, list):
+        raise InvalidInput(f"input '{name}': 'data' must be an array")
+    if datatype == "BYTES":
+        return _json_strings(name, data, count).reshape(shape)
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError):
+        raise InvalidInput(f"input '{name}': 'data' must be a rectangular array of values (nested or flat)") from None
+    if array.size != count:
+        raise InvalidInput(f"input '{name}' has {array.size} values; shape {shape} needs {count}")
+    if count:
+        _check_kind(name, datatype, dtype, array, data, maybe_booleans)
+    with np.errstate(over="ignore", invalid="ignore"):
+        converted = array.astype(dtype, copy=False)
+    if dtype.kind == "f" and count and not np.isfinite(converted).all():
+        raise InvalidInput(f"input '{name}' holds a value out of range for {datatype}")
+    return converted.reshape(shape)
+
+
+def _check_kind(name: str, datatype: str, dtype: np.dtype, array: np.ndarray, data: Any, maybe_booleans: bool) -> None:
+    """Refuse JSON values numpy would silently convert: strings, booleans as numbers,
+    numbers as booleans, fractions as integers, integers out of range."""
+    kind = array.dtype.kind
+    if dtype.kind == "b":
+        if kind != "b":
+            raise InvalidInput(f"input '{name}': BOOL data must hold only true/false")
+        return
+    if kind == "b" or (maybe_booleans and kind in "iuf" and _holds_boolean(data)):
+        raise InvalidInput(f"input '{name}': {datatype} data must hold only numbers; found a boolean")
+    if kind not in "iuf":
+        raise InvalidInput(f"input '{name}': {datatype} data must hold only numbers that fit {datatype}")
+    if dtype.kind in "iu":
+        if kind == "f":
+            raise InvalidInput(f"input '{name}': {datatype} data must hold only integers; found a fractional number")
+        info = np.iinfo(dtype)
+        if int(array.min()) < info.min or int(array.max()) > info.max:
+            raise InvalidInput(f"input '{name}' holds an integer out of range for {datatype}")
+
+
+def _holds_boolean(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, bool):
+            return True
+    return False
+
+
+def _json_strings(name: str, data: list[Any], count: int) -> np.ndarray:
+    flat: list[bytes] = []
+    stack: list[Any] = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, str):
+            flat.append(item.encode("utf-8"))
+            if len(flat) > count:
+                break
+        else:
+            raise InvalidInput(f"input '{name}': BYTES data must hold only strings")
+    if len(flat) != count:
+        found = f"more than {count}" if len(flat) > count else str(len(flat))
+        raise InvalidInput(f"input '{name}' has {found} values; its shape needs {count}")
+    elements = np.empty(count, dtype=object)
+    elements[:] = flat
+    return elements
+
+
+def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidInput("'outputs' must be an array of requested outputs")
+    requested: list[RequestedOutput] = []
+    seen: set[str] = set()
+    for position, item in enumerate(value):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not 0 < len(name) <= _MAX_NAME:
+            raise InvalidInput(f"outputs[{position}] must be an object with a 'name' string of 1 to {_MAX_NAME} characters")
+        if name in seen:
+            raise InvalidInput(f"output '{name}' is requested more than once")
+        seen.add(name)
+        parameters = _parameters(item.get("parameters"), f"output '{name}'")
+        if parameters.get("classification"):
+            raise InvalidInput(f"output '{name}': the classification extension is not supported")
+        binary = parameters.get("binary_data")
+        if binary is not None and not isinstance(binary, bool):
+            raise InvalidInput(f"output '{name}': binary_data must be true or false")
+        requested.append(RequestedOutput(name, binary))
+    return requested
+
+
+def raw_input(body: bytes, name: str, dtype: np.dtype, item_shape: tuple[int, ...] | None) -> np.ndarray:
+    """The single input of a raw binary request (``Inference-Header-Content-Length: 0``):
+    the whole body is one item of the model's only input, batch 1."""
+    if dtype.kind == "O" or item_shape is None:
+        raise InvalidInput(
+            "a raw binary request (Inference-Header-Content-Length: 0) needs a single input with a fixed item shape "
+            "and a fixed-size datatype; send a JSON inference request instead"
+        )
+    count = int(np.prod(item_shape, dtype=np.int64))
+    if len(body) != count * dtype.itemsize:
+        raise InvalidInput(
+            f"a raw binary request for input '{name}' needs {count * dtype.itemsize} bytes ({count} x {dtype.name}); got {len(body)}"
+        )
+    if dtype.kind == "b":
+        raw = np.frombuffer(body, dtype=np.uint8)
+        if count and int(raw.max()) > 1:
+            raise InvalidInput(f"input '{name}': BOOL elements must be bytes 0 or 1")
+        return raw.view(np.bool_).reshape((1, *item_shape))
+    return np.frombuffer(body, dtype=dtype.newbyteorder("<")).reshape((1, *item_shape))
+
+
+# ── the response ─────────────────────────────────────────────────────────────
+def datatype_of(dtype: np.dtype) -> str | None:
+    """The V2 datatype of a numpy dtype (strings and objects are BYTES), or None."""
+    if dtype.kind in "OSU":
+        return "BYTES"
+    return NUMPY_TO_V2.get(dtype if dtype.isnative else dtype.newbyteorder("="))
+
+
+def encode_infer_response(prediction: Prediction, request: InferRequest) -> tuple[bytes, int | None]:
+    """The response body and, when it has a binary section, the JSON part's length."""
+    outputs = prediction.outputs
+    if request.outputs is None:
+        selected = [(name, request.binary_output) for name in outputs]
+    else:
+        unknown = [o.name for o in request.outputs if o.name not in outputs]
+        if unknown:
+            raise InvalidInput(
+                f"model '{prediction.model}' has no output named {', '.join(map(repr, unknown))}; outputs are {list(outputs)}"
+            )
+        selected = [(o.name, request.binary_output if o.binary is None else o.binary) for o in request.outputs]
+    described: list[dict[str, Any]] = []
+    blobs: list[Any] = []
+    for name, binary in selected:
+        array = outputs[name]
+        datatype = datatype_of(array.dtype)
+        if datatype is None:
+            raise InternalError(f"model '{prediction.model}' output '{name}' has a dtype with no V2 datatype")
+        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if binary:
+            blob = _bytes_blob(array) if datatype == "BYTES" else _numeric_blob(array)
+            tensor["parameters"] = {"binary_data_size": len(blob) if isinstance(blob, bytes) else blob.nbytes}
+            blobs.append(blob)
+        elif datatype in _BINARY_ONLY:
+            raise InvalidInput(f"output '{name}' is {datatype}, which has no JSON form; request it with binary_data: true")
+        elif datatype == "BYTES":
+            tensor["data"] = _json_strings_out(name, array)
+        else:
+            tensor["data"] = np.ascontiguousarray(array).reshape(-1)
+        described.append(tensor)
+    document: dict[str, Any] = {"model_name": prediction.model, "model_version": prediction.version}
+    if request.id is not None:
+        document["id"] = request.id
+    document["outputs"] = described
+    header = orjson.dumps(document, option=_NUMPY)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
+def _numeric_blob(array: np.ndarray) -> np.ndarray:
+    if not array.dtype.isnative and array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(array)  # bytes.join reads it through the buffer protocol
+
+
+def _element_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return str(value).encode("utf-8")
+
+
+def _bytes_blob(array: np.ndarray) -> bytes:
+    parts: list[bytes] = []
+    pack = _LENGTH.pack
+    for value in array.reshape(-1).tolist():
+        data = _element_bytes(value)
+        parts.append(pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _json_strings_out(name: str, array: np.ndarray) -> list[str]:
+    values = []
+    for value in array.reshape(-1).tolist():
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidInput(f"output '{name}' holds bytes that are not UTF-8; request it with binary_data: true") from None
+        values.append(value if isinstance(value, str) else str(value))
+    return values

@@ -1,0 +1,105 @@
+"""Host/Origin refusal, API keys, the admin token, and a classification for every route."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from berth.config import load_config
+from berth.engine import Engine
+from berth.http import create_app
+from berth.http.security import ADMIN, DATA, PUBLIC, classify
+from tests.models import write_linear_softmax
+
+X = {"input": [1.0, 2.0, 3.0, 4.0]}
+
+
+def _starlette_app(app: Any) -> Any:
+    """Walk the middleware chain down to the Starlette app."""
+    while not hasattr(app, "routes") or not isinstance(getattr(app, "routes"), list):
+        app = app.app
+    return app
+
+
+def test_every_http_route_is_classified(tmp_path: Path) -> None:
+    app = create_app(Engine(load_config(overrides={"repository": str(tmp_path)})), manage_engine=False)
+    starlette = _starlette_app(app)
+    checked = 0
+    for route in starlette.routes:
+        path = re.sub(r"\{[^}]+\}", "x", route.path)
+        for method in sorted(getattr(route, "methods", None) or {"GET"}):
+            if method == "HEAD":
+                continue
+            assert classify(method, path) in (PUBLIC, DATA, ADMIN), f"{method} {route.path} is not classified"
+            checked += 1
+    assert checked >= 10
+
+
+def test_classification_of_key_routes() -> None:
+    assert classify("GET", "/health") == PUBLIC
+    assert classify("POST", "/infer") == DATA
+    assert classify("POST", "/v2/models/m/versions/1/infer") == DATA
+    assert classify("POST", "/models/m/load") == ADMIN
+    assert classify("POST", "/v2/repository/models/m/unload") == ADMIN
+    assert classify("DELETE", "/models/m") is None  # unknown: treated as admin
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    write_linear_softmax(tmp_path / "repo" / "m.onnx")
+    return tmp_path / "repo"
+
+
+def test_unknown_host_and_cross_origin_writes_are_refused(repo: Path, make_server: Any) -> None:
+    server = make_server({"repository": str(repo)})
+    with server.client() as client:
+        assert client.post("/infer", json={**X, "model": "m"}).status_code == 200
+        rebound = client.post("/infer", json={**X, "model": "m"}, headers={"Host": "evil.example:80"})
+        assert rebound.status_code == 421 and "Host" in rebound.json()["error"]
+        assert client.get("/health", headers={"Host": "evil.example"}).status_code == 421
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            response = client.request(method, "/models/m/load", headers={"Origin": "http://evil.example"})
+            assert response.status_code == 403, method
+            assert "cross-origin" in response.json()["error"]
+        same_origin = client.post("/infer", json={**X, "model": "m"}, headers={"Origin": server.url})
+        assert same_origin.status_code == 200
+        # reading is not state-changing: a cross-origin GET is answered (CORS keeps it from the page)
+        assert client.get("/health", headers={"Origin": "http://evil.example"}).status_code == 200
+
+
+def test_api_key_and_admin_token(repo: Path, make_server: Any) -> None:
+    server = make_server({"repository": str(repo), "auth": {"api_keys": ["data-key-1", "data-key-2"], "admin_token": "admin-secret"}})
+    with server.client() as client:
+        assert client.get("/health").status_code == 200  # public
+        missing = client.post("/infer", json={**X, "model": "m"})
+        assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+        assert client.post("/infer", json={**X, "model": "m"}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.post("/infer", json={**X, "model": "m"}, headers={"Authorization": "Bearer data-key-2"}).status_code == 200
+        assert client.post("/infer", json={**X, "model": "m"}, headers={"X-API-Key": "data-key-1"}).status_code == 200
+        # a data key does not open management; the admin token does
+        assert client.post("/models/m/load", headers={"X-API-Key": "data-key-1"}).status_code == 401
+        assert client.post("/models/m/load", headers={"Authorization": "Bearer admin-secret"}).status_code == 200
+        assert client.post("/models/m/unload", headers={"X-Admin-Token": "admin-secret"}).status_code == 200
+    assert "admin-secret" not in server.logs() and "data-key-1" not in server.logs()
+
+
+def test_metrics_use_route_templates_and_model_names(repo: Path, make_server: Any) -> None:
+    server = make_server({"repository": str(repo)})
+    with server.client() as client:
+        for _ in range(3):
+            assert client.post("/infer", json={**X, "model": "m"}).status_code == 200
+        client.get("/models/m")
+        client.get("/no/such/path/abc123")
+        text = client.get("/metrics").text
+    assert 'berth_http_requests_total{method="POST",route="/infer",status="200"} 3.0' in text
+    assert 'route="/models/{name}"' in text
+    assert "abc123" not in text  # raw paths never become labels
+    assert 'berth_model_inferences_total{model="m",version="1"} 3.0' in text
+    assert 'berth_model_loads_total{model="m",version="1"} 1.0' in text
+    assert re.search(r'berth_model_memory_bytes\{device="cpu",model="m",version="1"\} [1-9]', text)
+    assert "berth_http_request_duration_seconds_bucket" in text
+    assert 'berth_ready 1.0' in text
+

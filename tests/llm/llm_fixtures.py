@@ -1,0 +1,74 @@
+"""Servers and helpers for the OpenAI-API tests.
+
+(No ``__init__.py`` and no ``conftest.py`` here: either would clash with the names of
+the top-level ``tests/conftest.py``; this module is imported by name instead.)
+
+The language models are the demo's tiny LMs (``berth demo build`` trains them into
+``var/demo/llm/models``); servers name their folders with ``model_path`` so the real
+repository → runtime → transformers path is what loads them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+
+from conftest import DEMO_DIR, BerthServer
+from models import write_linear_softmax
+
+LLAMA = "tinyllama"
+GPT = "tinygpt"
+
+
+def lm_dir(demo_dir: Path, name: str) -> Path:
+    return demo_dir / "llm" / "models" / name
+
+
+def lm_server(workdir: Path, demo_dir: Path, *, models: dict[str, Any] | None = None, onnx: bool = False, broken: bool = False) -> BerthServer:
+    """A server with both demo LMs (``models`` adds or overrides model settings)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    repo = workdir / "repo"
+    repo.mkdir(exist_ok=True)
+    if onnx:
+        write_linear_softmax(repo / "linear.onnx", features=4, classes=3, seed=3)
+    if broken:
+        folder = repo / "brokenlm" / "1"
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text('{"model_type": "llama", "architectures": ["LlamaForCausalLM"]}')
+        (folder / "model.safetensors").write_bytes(b"this is not a safetensors file")
+    config: dict[str, Any] = {
+        "repository": str(repo),
+        "server": {"request_timeout_s": 60},
+        "capacity": {"max_models": 8},
+        "models": {
+            LLAMA: {"model_path": str(lm_dir(demo_dir, LLAMA)), "preload": True},
+            GPT: {"model_path": str(lm_dir(demo_dir, GPT))},
+        },
+    }
+    for name, settings in (models or {}).items():
+        config["models"][name] = {**config["models"].get(name, {}), **settings}
+    return BerthServer(config, workdir).start(timeout=120)
+
+
+def client(server: BerthServer, **kwargs: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=60, **kwargs)
+
+
+def gen_stats(server: BerthServer, model: str) -> dict[str, Any]:
+    return httpx.get(f"{server.url}/v1/generation/stats", timeout=10).json()["models"].get(model, {})
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+__all__ = ["DEMO_DIR", "GPT", "LLAMA", "client", "gen_stats", "lm_dir", "lm_server", "wait_for"]
