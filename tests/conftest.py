@@ -35,6 +35,7 @@ class BerthServer:
         server.setdefault("http_port", self.port)
         server.setdefault("grpc_port", free_port())
         self.port = server["http_port"]
+        self.grpc_port = server["grpc_port"]
         config["server"] = server
         self.workdir = workdir
         self.config_path = workdir / "berth.yaml"

@@ -90,6 +90,9 @@ class AuthConfig(_Section):
     admin_token: SecretStr | None = None
     allowed_hosts: list[str] = Field(default_factory=list)
     allowed_origins: list[str] = Field(default_factory=list)
+    #: average requests per second allowed to each API key (None = no quota)
+    quota_rps: float | None = Field(None, gt=0)
+    quota_burst: int = Field(20, ge=1)
 
     @property
     def has_credentials(self) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .config import BerthConfig
 from .errors import InternalError, InvalidInput, ModelNotFound, PayloadTooLarge
+from .quotas import KeyQuotas
 from .registry import ModelEntry, ModelState, Registry, discover_devices
 from .registry.entry import Lease
 from .runtimes.base import Signature, TensorSpec
@@ -55,6 +56,9 @@ class Engine:
         self.ready = False
         self.default_timeout_s = config.server.request_timeout_s
         self.max_request_rows = config.server.max_request_rows
+        auth = config.auth
+        #: per-API-key request quotas, shared by every front end (HTTP and gRPC)
+        self.quotas = KeyQuotas(auth.quota_rps, auth.quota_burst) if auth.quota_rps else None
 
     async def start(self) -> None:
         await self.registry.start()
@@ -297,20 +301,34 @@ class Engine:
         }
 
     def health(self) -> dict[str, Any]:
-        failed = [e.name for e in self.registry.entries.values() if e.state is ModelState.FAILED]
+        entries = list(self.registry.entries.values())
+        failed = [e.name for e in entries if e.state is ModelState.FAILED]
         preload_pending = [
             s.name for s in self.registry.specs.values()
             if s.settings.preload and self.registry._entry(s.name, None).state is not ModelState.READY
         ]
+        dead = [
+            e.name for e in entries
+            if e.state is ModelState.READY and e.runtime is not None and not _runtime_healthy(e)
+        ]
         return {
             "live": True,
-            "ready": self.ready and not preload_pending,
+            "ready": self.ready and not preload_pending and not dead,
             "failed_models": failed,
             "preload_pending": preload_pending,
+            "dead_workers": dead,
             "inflight": self.inflight,
             "uptime_s": round(time.time() - self.started_at, 3),
             "accelerated": any(d.kind == "cuda" for d in self.devices),
         }
+
+
+def _runtime_healthy(entry: ModelEntry) -> bool:
+    try:
+        return bool(entry.runtime is not None and entry.runtime.healthy())
+    except Exception:  # noqa: BLE001 - a health check that raises is a failed health check
+        log.warning("model '%s': health check raised", entry.name, exc_info=True)
+        return False
 
 
 def reshape_item(values: np.ndarray, spec: TensorSpec, *, batched: bool, model: str) -> np.ndarray:

@@ -10,6 +10,7 @@ small table from kind to status code, so the mapping is written once per protoco
     ├── ModelNotFound       no such model or version                           (NOT_FOUND)
     ├── ModelNotReady       the model failed to load or is being unloaded      (UNAVAILABLE)
     ├── Overloaded          a queue is full; carries ``retry_after_s``         (OVERLOADED)
+    ├── QuotaExceeded       an API key spent its request quota; ``retry_after_s`` (RATE_LIMITED)
     ├── CapacityExceeded    the model cannot fit, even after eviction          (UNAVAILABLE)
     ├── DeadlineExceeded    queue + run took longer than the request allowed   (DEADLINE)
     ├── Unauthorized / Forbidden
@@ -30,6 +31,7 @@ class ErrorKind(enum.Enum):
     NOT_FOUND = "not_found"
     UNAVAILABLE = "unavailable"
     OVERLOADED = "overloaded"
+    RATE_LIMITED = "rate_limited"
     DEADLINE = "deadline"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
@@ -66,6 +68,14 @@ class CapacityExceeded(BerthError):
 
 class Overloaded(BerthError):
     kind = ErrorKind.OVERLOADED
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class QuotaExceeded(BerthError):
+    kind = ErrorKind.RATE_LIMITED
 
     def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
         super().__init__(message)

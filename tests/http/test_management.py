@@ -57,3 +57,25 @@ def test_management_refuses_bad_requests(tmp_path: Path, make_server: Any) -> No
         missing_version = client.post("/models/alpha/load", params={"version": "9"})
         assert missing_version.status_code == 404 and "no version '9'" in missing_version.json()["error"]
         assert client.get("/stats", params={"model": "nope"}).status_code == 404
+
+
+def test_readiness_turns_false_when_a_model_worker_dies(tmp_path: Path, make_server: Any) -> None:
+    flag = tmp_path / "worker-died"
+    model = write_python_model(tmp_path / "repo" / "watched")
+    # the model reports itself unhealthy once the flag file exists, as a model whose
+    # helper process or thread died would
+    model.write_text(
+        model.read_text().replace(
+            "    def unload(self):",
+            f"    def healthy(self):\n        import os\n        return not os.path.exists({str(flag)!r})\n\n    def unload(self):",
+        )
+    )
+    server = make_server({"repository": str(tmp_path / "repo"), "models": {"watched": {"preload": True}}})
+    with server.client() as client:
+        assert client.get("/v2/health/ready").status_code == 200
+        assert client.get("/health").json()["ready"] is True
+        flag.touch()
+        assert client.get("/v2/health/ready").status_code == 503
+        health = client.get("/health").json()
+        assert health["ready"] is False and health["dead_workers"] == ["watched"]
+        assert client.get("/v2/health/live").status_code == 200  # alive, just not ready

@@ -103,3 +103,46 @@ def test_metrics_use_route_templates_and_model_names(repo: Path, make_server: An
     assert "berth_http_request_duration_seconds_bucket" in text
     assert 'berth_ready 1.0' in text
 
+
+
+def test_every_grpc_method_is_classified() -> None:
+    from grpc_health.v1 import health_pb2
+
+    from berth.grpc import auth
+    from berth.grpc.generated import grpc_service_pb2
+    from berth.grpc.generated.berth.v1 import berth_pb2
+
+    methods = []
+    for module in (grpc_service_pb2, berth_pb2, health_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            methods += [f"/{service.full_name}/{method.name}" for method in service.methods]
+    assert len(methods) >= 25
+    unclassified = [m for m in methods if m not in auth.METHOD_CLASSES]
+    assert not unclassified, f"RPCs with no class: {unclassified}"
+    assert set(auth.METHOD_CLASSES.values()) <= {auth.PUBLIC, auth.DATA, auth.ADMIN}
+
+
+def test_per_key_quota_answers_429_over_http_and_resource_exhausted_over_grpc(repo: Path, make_server: Any) -> None:
+    import grpc
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    server = make_server({"repository": str(repo), "auth": {"api_keys": ["k1", "k2"], "quota_rps": 0.5, "quota_burst": 3}})
+    with server.client() as client:
+        k1 = {"Authorization": "Bearer k1"}
+        statuses = [client.post("/infer", json={**X, "model": "m"}, headers=k1).status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        over = client.post("/infer", json={**X, "model": "m"}, headers=k1)
+        assert over.status_code == 429 and int(over.headers["retry-after"]) >= 1
+        assert "quota" in over.json()["error"]
+        # another key has its own bucket
+        assert client.post("/infer", json={**X, "model": "m"}, headers={"X-API-Key": "k2"}).status_code == 200
+    grpc_port = server.grpc_port
+    triton = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    try:
+        with pytest.raises(InferenceServerException) as refused:
+            triton.get_model_metadata("m", headers={"authorization": "Bearer k1"})
+        assert refused.value.status() == str(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        assert triton.get_model_metadata("m", headers={"authorization": "Bearer k2"}).name == "m"
+    finally:
+        triton.close()

@@ -81,6 +81,11 @@ class BatchScheduler:
         self._thread = threading.Thread(target=self._loop, name=f"berth-gen-{self.name}", daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """The decode thread is running (it should be, from start() until stop())."""
+        return self._thread is not None and self._thread.is_alive() and not self._stopping
+
     def stop(self, reason: str = "the model was unloaded") -> None:
         with self._cv:
             self._stopping = True

@@ -19,7 +19,6 @@ time and never logged.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 from urllib.parse import unquote
@@ -28,7 +27,9 @@ import grpc
 from grpc import aio
 
 from ..config import BerthConfig
-from ..errors import BerthError, Forbidden, Unauthorized
+from ..credentials import matching_key
+from ..errors import BerthError, Forbidden, QuotaExceeded, Unauthorized
+from ..quotas import KeyQuotas
 from .errors import abort
 
 PUBLIC, DATA, ADMIN = "public", "data", "admin"
@@ -58,6 +59,13 @@ METHOD_CLASSES: dict[str, str] = {
     _V2 + "RepositoryModelUnload": ADMIN,
     _BERTH + "LoadModel": ADMIN,
     _BERTH + "UnloadModel": ADMIN,
+    # answered UNIMPLEMENTED (or as no-ops), and changing server state if they ever do work
+    _V2 + "SystemSharedMemoryRegister": ADMIN,
+    _V2 + "SystemSharedMemoryUnregister": ADMIN,
+    _V2 + "CudaSharedMemoryRegister": ADMIN,
+    _V2 + "CudaSharedMemoryUnregister": ADMIN,
+    _V2 + "TraceSetting": ADMIN,
+    _V2 + "LogSettings": ADMIN,
 }
 
 def peer_is_loopback(peer: str) -> bool:
@@ -79,10 +87,11 @@ def peer_is_loopback(peer: str) -> bool:
 
 
 class AuthInterceptor(aio.ServerInterceptor):
-    def __init__(self, config: BerthConfig) -> None:
+    def __init__(self, config: BerthConfig, quotas: KeyQuotas | None = None) -> None:
         auth = config.auth
         self._api_keys = [key.get_secret_value().encode() for key in auth.api_keys]
         self._admin = auth.admin_token.get_secret_value().encode() if auth.admin_token else None
+        self._quotas = quotas
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]], details: grpc.HandlerCallDetails
@@ -104,26 +113,28 @@ class AuthInterceptor(aio.ServerInterceptor):
                 api_key = value.encode()
             elif key == "x-admin-token" and isinstance(value, str):
                 admin_header = value.encode()
-        admin_ok = self._admin is not None and _matches((self._admin,), bearer, admin_header)
+        admin_ok = self._admin is not None and matching_key((self._admin,), bearer, admin_header) is not None
         if method_class == DATA:
-            granted = admin_ok or _matches(self._api_keys, bearer, api_key)
-            error = None if granted else Unauthorized("this RPC needs an API key (metadata 'authorization: Bearer <key>' or 'x-api-key')")
-            return lambda peer: error
+            if admin_ok:
+                return lambda peer: None
+            key = matching_key(self._api_keys, bearer, api_key)
+            if key is None:
+                missing = Unauthorized("this RPC needs an API key (metadata 'authorization: Bearer <key>' or 'x-api-key')")
+                return lambda peer: missing
+            quotas = self._quotas
+
+            def spend(peer: str) -> BerthError | None:
+                wait = quotas.take(key) if quotas is not None else None
+                if wait is None:
+                    return None
+                return QuotaExceeded("this API key is over its request quota (auth.quota_rps); retry later", retry_after_s=wait)
+
+            return spend
         if self._admin is not None:
             error = None if admin_ok else Unauthorized("this RPC needs the admin token (metadata 'authorization: Bearer <token>' or 'x-admin-token')")
             return lambda peer: error
         forbidden = Forbidden("management is allowed from loopback only when no admin token is configured")
         return lambda peer: None if peer_is_loopback(peer) else forbidden
-
-
-def _matches(secrets: Iterable[bytes], *given: bytes | None) -> bool:
-    found = False
-    for candidate in given:
-        if candidate is None:
-            continue
-        for secret in secrets:  # no early exit: time does not depend on which key matched
-            found |= hmac.compare_digest(candidate, secret)
-    return found
 
 
 def _checked(handler: grpc.RpcMethodHandler, method: str, refusal: Callable[[str], BerthError | None]) -> grpc.RpcMethodHandler:

@@ -68,7 +68,7 @@ def _address(host: str, port: int) -> str:
 
 async def start_grpc(engine: Engine, config: BerthConfig) -> GrpcServer:
     """Serve the gRPC services on ``server.host:server.grpc_port`` (port 0: any free one)."""
-    server = aio.server(interceptors=[AuthInterceptor(config)], options=server_options(config))
+    server = aio.server(interceptors=[AuthInterceptor(config, engine.quotas)], options=server_options(config))
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(V2Servicer(engine), server)
     berth_pb2_grpc.add_InferenceServiceServicer_to_server(BerthServicer(engine), server)
     health = HealthReporter(engine)

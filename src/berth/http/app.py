@@ -28,6 +28,7 @@ from .openai import OpenAIApi
 from .metrics import RequestMetrics, metrics_route
 from .security import SecurityGate
 from .seed_api import SeedApi
+from .ui import ui_routes
 from .v2 import V2Api
 
 
@@ -84,7 +85,7 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> ASGIApp:
             *emg.routes(),
             *OpenAIApi(engine).routes(),
             metrics_route(engine, request_metrics),
-            _index_route(engine),
+            *ui_routes(_index_route(engine)),  # GET / (HTML for browsers, else the JSON index), /ui/*, /static/*
         ],
         exception_handlers={
             BerthError: berth_error_handler,
@@ -95,4 +96,4 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> ASGIApp:
     )
     app.state.engine = engine
     request_metrics.app = FastLane(app, {**seed.fast_routes(), **v2.fast_routes()}, v2.prefix_routes())
-    return SecurityGate(request_metrics, engine.config)
+    return SecurityGate(request_metrics, engine.config, engine.quotas)

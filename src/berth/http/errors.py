@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from ..errors import BerthError, ErrorKind, Overloaded
+from ..errors import BerthError, ErrorKind, Overloaded, QuotaExceeded
 
 log = logging.getLogger("berth.http")
 
@@ -28,6 +28,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.UNAVAILABLE: 503,
     ErrorKind.OVERLOADED: 503,
+    ErrorKind.RATE_LIMITED: 429,
     ErrorKind.DEADLINE: 504,
     ErrorKind.UNAUTHORIZED: 401,
     ErrorKind.FORBIDDEN: 403,
@@ -71,7 +72,7 @@ def error_body(status: int, message: str, rid: str) -> bytes:
 
 
 def error_headers(exc: BerthError) -> dict[str, str]:
-    if isinstance(exc, Overloaded):
+    if isinstance(exc, (Overloaded, QuotaExceeded)):
         return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     return {}
 

@@ -20,15 +20,16 @@ in constant time and never logged.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import re
-from typing import Iterable
+import math
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import BerthConfig
+from ..credentials import matching_key
+from ..quotas import KeyQuotas
 from .errors import REQUEST_ID_HEADER, scope_request_id
 
 PUBLIC, DATA, ADMIN = "public", "data", "admin"
@@ -85,7 +86,7 @@ def _host_name(value: str) -> str:
 
 
 class SecurityGate:
-    def __init__(self, app: ASGIApp, config: BerthConfig) -> None:
+    def __init__(self, app: ASGIApp, config: BerthConfig, quotas: KeyQuotas | None = None) -> None:
         self.app = app
         auth = config.auth
         self._api_keys = [key.get_secret_value().encode() for key in auth.api_keys]
@@ -95,6 +96,7 @@ class SecurityGate:
         self._hosts = frozenset({*_LOOPBACK_NAMES, bind.strip("[]"), *(h.lower() for h in auth.allowed_hosts)})
         self._origins = frozenset(o.rstrip("/").lower() for o in auth.allowed_origins)
         self._max_header_bytes = int(config.server.max_header_kb * 1024)
+        self._quotas = quotas
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -158,11 +160,16 @@ class SecurityGate:
             return None
         bearer = authorization[7:].strip() if authorization and authorization[:7].lower() == b"bearer " else None
         if route_class == DATA:
-            if not self._api_keys:
+            if not self._api_keys or self._admin_matches(bearer, admin_header):
                 return None
-            if self._matches(self._api_keys, bearer, api_key) or self._admin_matches(bearer, admin_header):
-                return None
-            return 401, "this endpoint needs an API key (Authorization: Bearer <key> or X-API-Key)", [(b"www-authenticate", b"Bearer")]
+            key = matching_key(self._api_keys, bearer, api_key)
+            if key is None:
+                return 401, "this endpoint needs an API key (Authorization: Bearer <key> or X-API-Key)", [(b"www-authenticate", b"Bearer")]
+            wait = self._quotas.take(key) if self._quotas is not None else None
+            if wait is not None:
+                retry = str(max(1, math.ceil(wait))).encode()
+                return 429, "this API key is over its request quota (auth.quota_rps); retry later", [(b"retry-after", retry)]
+            return None
         if self._admin is not None:
             if self._admin_matches(bearer, admin_header):
                 return None
@@ -172,15 +179,5 @@ class SecurityGate:
             return None
         return 403, "management is allowed from loopback only when no admin token is configured", []
 
-    @staticmethod
-    def _matches(secrets: Iterable[bytes], *given: bytes | None) -> bool:
-        found = False
-        for candidate in given:
-            if candidate is None:
-                continue
-            for secret in secrets:  # no early exit: time does not depend on which key matched
-                found |= hmac.compare_digest(candidate, secret)
-        return found
-
     def _admin_matches(self, bearer: bytes | None, header: bytes | None) -> bool:
-        return self._admin is not None and self._matches((self._admin,), bearer, header)
+        return self._admin is not None and matching_key((self._admin,), bearer, header) is not None

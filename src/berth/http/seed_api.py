@@ -324,6 +324,7 @@ class SeedApi:
                 "ready": health["ready"],
                 "models_loaded": self.engine.server_stats()["loaded_models"],
                 "failed_models": health["failed_models"],
+                "dead_workers": health["dead_workers"],
                 **(self.seed001.health_fields() if self.seed001 is not None else {}),
             },
             rid=request_id(request),

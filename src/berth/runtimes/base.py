@@ -128,6 +128,11 @@ class Runtime(abc.ABC):
     def info(self) -> RuntimeInfo:
         return RuntimeInfo(backend=self.backend, platform=self.platform)
 
+    def healthy(self) -> bool:
+        """False when something the runtime depends on has died (a worker thread or
+        process); the server then reports itself not ready."""
+        return True
+
     def device_memory_bytes(self) -> int | None:
         """Accelerator allocator bytes in use on this runtime's device, if it can tell.
 

@@ -156,6 +156,9 @@ class LMRuntime(Runtime):
         for key in scheduler.counters:
             scheduler.counters[key] = 0
 
+    def healthy(self) -> bool:
+        return self.scheduler is not None and self.scheduler.alive
+
     def unload(self) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()

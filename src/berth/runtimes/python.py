@@ -11,6 +11,7 @@ The model file (``model.py``) defines a class, ``Model`` unless the config's
         def load(self, model_dir, device): ...    # read weights; device is "cpu" / "cuda:0"
         def predict(self, inputs): ...            # dict[str, ndarray] -> dict[str, ndarray]
         def unload(self): ...                     # optional
+        def healthy(self): ...                    # optional: False marks the server not ready
 
 ``inputs``/``outputs`` may instead be given in the model's config.yaml. The file runs
 as code in the server, so only put trusted files in a repository.
@@ -98,6 +99,11 @@ class PythonRuntime(Runtime):
         if missing:
             raise ValueError(f"predict returned no {', '.join(map(repr, missing))}; it returned {sorted(map(str, result))}")
         return {name: np.asarray(result[name]) for name in names}
+
+    def healthy(self) -> bool:
+        """A model class may define ``healthy()`` (e.g. to watch a helper process)."""
+        check = getattr(self._instance, "healthy", None)
+        return bool(check()) if callable(check) else True
 
     def unload(self) -> None:
         instance, self._instance = self._instance, None
