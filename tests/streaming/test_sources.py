@@ -89,17 +89,27 @@ def test_serial_source_reads_frames_from_a_pty_and_ends_when_it_closes() -> None
     signal = np.random.default_rng(1).standard_normal((200, 16)).astype(np.float32)
     source = SerialSource(name, 16, 2000)
     try:
-        os.write(master, encode_samples(signal))
+        # Feed the pty like a device does, a little at a time between reads: a pty
+        # buffers only ~12 KiB (4 KiB line discipline + 8 KiB flip buffer) and a
+        # blocking write of more than that, with this same thread the only reader,
+        # deadlocks in os.write. 1000 bytes is not a whole number of 66-byte frames,
+        # so frames still straddle reads.
+        data = encode_samples(signal)
         got: list[np.ndarray] = []
         deadline = time.monotonic() + 5
         while sum(len(g) for g in got) < 200 and time.monotonic() < deadline:
+            if data:
+                written = os.write(master, data[:1000])
+                data = data[written:]
             got.append(source.read(100).signal)
         np.testing.assert_array_equal(np.concatenate(got), signal)
         os.close(master)
         master = -1
+        started = time.monotonic()
         with pytest.raises(SourceEnded, match="closed"):
-            for _ in range(20):
+            for _ in range(20):  # each read is bounded by read_timeout_s
                 source.read(100)
+        assert time.monotonic() - started < 2 * source.read_timeout_s + 0.5  # promptly, not after the silence
     finally:
         source.close()
         os.close(slave)
