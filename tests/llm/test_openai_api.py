@@ -8,6 +8,7 @@ streaming vs not, batched vs alone, with vs without stop strings.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import re
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +282,13 @@ def test_two_lms_and_an_onnx_model_side_by_side(oai: openai.OpenAI, server, tmp_
     models = httpx.get(f"{server.url}/models", timeout=10).json()
     states = {m["name"]: m["state"] for m in models["models"]}
     assert states[LLAMA] == states[GPT] == states["linear"] == "READY"
+
+
+def test_generation_metrics_reach_prometheus(server, oai: openai.OpenAI) -> None:
+    _chat(oai, max_tokens=8)
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        text = http.get("/metrics").text
+    count = re.search(rf'berth_generation_ttft_seconds_count{{model="{LLAMA}"}} (\d+)', text)
+    assert count and int(count.group(1)) >= 1, text[:2000]
+    assert re.search(rf'berth_generation_tokens_total{{kind="completion",model="{LLAMA}"}} [1-9]', text)
+    assert f'berth_generation_running_sequences{{model="{LLAMA}"}}' in text

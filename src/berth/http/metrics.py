@@ -10,7 +10,6 @@ from raw request paths, so a client cannot grow the label space.
 
 from __future__ import annotations
 
-import bisect
 import time
 from collections import defaultdict
 from typing import Any, Iterator
@@ -24,32 +23,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..engine import Engine
+from ..histogram import Histogram
 from ..registry import ModelState
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _UNMATCHED = "<unmatched>"
-
-
-class _Histogram:
-    __slots__ = ("counts", "total", "count")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.total = 0.0
-        self.count = 0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.total += seconds
-        self.count += 1
-
-    def buckets(self) -> list[tuple[str, float]]:
-        cumulative = 0
-        out = []
-        for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), self.counts):
-            cumulative += count
-            out.append((bound, cumulative))
-        return out
 
 
 class RequestMetrics:
@@ -58,7 +35,7 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp | None) -> None:
         self.app: ASGIApp = app  # type: ignore[assignment]
         self.requests: dict[tuple[str, str, str], int] = defaultdict(int)
-        self.latency: dict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
+        self.latency: dict[tuple[str, str], Histogram] = defaultdict(Histogram)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,8 +108,31 @@ class _EngineCollector(Collector):
                 device_limit.add_metric([device.id], device.max_memory_bytes)
             device_models.add_metric([device.id], len(device.models))
         yield from (device_memory, device_limit, device_models)
+        yield from _generation_families(registry)
         yield GaugeMetricFamily("berth_inflight_requests", "Requests the Engine is working on", value=self.engine.inflight)
         yield GaugeMetricFamily("berth_ready", "1 when the server is ready", value=1.0 if self.engine.health()["ready"] else 0.0)
+
+
+def _generation_families(registry: Any) -> Iterator[Any]:
+    """Continuous-batching state and per-request TTFT/TPS of resident language models."""
+    running = GaugeMetricFamily("berth_generation_running_sequences", "Sequences in the decode batch", labels=["model"])
+    waiting = GaugeMetricFamily("berth_generation_waiting_sequences", "Sequences waiting to join the batch", labels=["model"])
+    tokens = CounterMetricFamily("berth_generation_tokens", "Tokens processed", labels=["model", "kind"])
+    ttft = HistogramMetricFamily("berth_generation_ttft_seconds", "Time to first token", labels=["model"])
+    tps = HistogramMetricFamily("berth_generation_tokens_per_second", "Decode speed of each finished sequence", labels=["model"])
+    queue = HistogramMetricFamily("berth_generation_queue_seconds", "Time waiting before prefill", labels=["model"])
+    for entry in list(registry.entries.values()):
+        scheduler = getattr(entry.runtime, "scheduler", None)
+        if scheduler is None:
+            continue
+        stats = scheduler.stats()
+        running.add_metric([entry.name], stats["running"])
+        waiting.add_metric([entry.name], stats["waiting"])
+        tokens.add_metric([entry.name, "prompt"], stats["prompt_tokens"])
+        tokens.add_metric([entry.name, "completion"], stats["generated_tokens"])
+        for family, histogram in ((ttft, scheduler.ttft), (tps, scheduler.tps), (queue, scheduler.queue_time)):
+            family.add_metric([entry.name], histogram.buckets(), histogram.total)
+    yield from (running, waiting, tokens, ttft, tps, queue)
 
 
 def metrics_route(engine: Engine, requests: RequestMetrics) -> Route:
