@@ -30,7 +30,7 @@ from ..sessions import SessionStore, session_model_name
 from .body import parse_json_object, read_body, read_raw_body
 from .disconnect import ClientDisconnected, cancel_on_disconnect
 from .errors import REQUEST_ID_HEADER, request_id, scope_request_id
-from .fastlane import RawHandler, send_json
+from .fastlane import AsgiEndpoint, RawHandler, send_json
 
 _JSON = "application/json"
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
@@ -130,19 +130,6 @@ def _distribution(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return shifted / shifted.sum(axis=1, keepdims=True), rows
 
 
-class _AsgiEndpoint:
-    """Wraps a raw handler so Starlette mounts it as an ASGI app, not a request function."""
-
-    def __init__(self, handler: RawHandler) -> None:
-        self.handler = handler
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self.handler(scope, receive, send)
-        except ClientDisconnected:
-            return
-
-
 class SeedApi:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -162,7 +149,7 @@ class SeedApi:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/infer", _AsgiEndpoint(self.infer), methods=["POST"]),
+            Route("/infer", AsgiEndpoint(self.infer), methods=["POST"]),
             Route("/infer-batch", self.infer_batch, methods=["POST"]),
             Route("/blast", self.blast, methods=["POST"]),
             Route("/save-session", self.save_session, methods=["POST"]),
