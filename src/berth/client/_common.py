@@ -20,6 +20,30 @@ class BerthClientError(Exception):
         self.request_id = request_id
 
 
+#: a gRPC status code's name → the HTTP status berth answers for the same error
+GRPC_TO_HTTP: dict[str, int] = {
+    "INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400, "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403, "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "ABORTED": 409, "RESOURCE_EXHAUSTED": 429,
+    "CANCELLED": 499, "UNKNOWN": 500, "INTERNAL": 500, "DATA_LOSS": 500, "UNIMPLEMENTED": 501,
+    "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504,
+}
+
+
+class GrpcError(BerthClientError):
+    """A gRPC call failed: ``code`` is the status code's name (``"INVALID_ARGUMENT"``),
+    ``status`` the matching HTTP status, ``message`` the server's details, and
+    ``retry_after_s`` the server's hint when it was overloaded."""
+
+    def __init__(self, code: str, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(GRPC_TO_HTTP.get(code, 500), message)
+        self.args = (f"{code}: {message}",)
+        self.code = code
+        self.retry_after_s = retry_after_s
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
 class StreamError(Exception):
     """A stream ended with an error event, or without any final event."""
 

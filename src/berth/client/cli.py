@@ -5,6 +5,7 @@
     python -m berth.client --stream --duration 30 --fps 30
     python -m berth.client --stream --duration 10 --no-tensorrt
     python -m berth.client --url http://192.168.1.100:8080 --stream
+    python -m berth.client --grpc 127.0.0.1:50051 --model emg   # health, models, one inference over gRPC
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Callable, Sequence
 import httpx
 
 from ._async import AsyncClient
-from ._common import DEFAULT_URL, BerthClientError, StreamError
+from ._common import DEFAULT_URL, BerthClientError, GrpcError, StreamError
 from ._sync import Client
 
 
@@ -94,17 +95,53 @@ def build_parser() -> argparse.ArgumentParser:
     listing = "; ".join(f"{n}: {title}" for n, (title, _) in EXAMPLES.items())
     parser = argparse.ArgumentParser(prog="python -m berth.client", description="berth's seed-001 streaming client", allow_abbrev=False)
     parser.add_argument("--url", default=DEFAULT_URL, help=f"server URL (default {DEFAULT_URL})")
-    parser.add_argument("--api-key", help="sent as X-API-Key when the server requires one")
+    parser.add_argument("--api-key", help="sent as X-API-Key (HTTP) or authorization: Bearer (gRPC) when the server requires one")
     parser.add_argument("--example", type=int, choices=sorted(EXAMPLES), help=f"run one example ({listing})")
     parser.add_argument("--stream", action="store_true", help="just stream and print predictions")
     parser.add_argument("--duration", type=float, default=None, help="stream seconds (default 10 with --stream)")
     parser.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
     parser.add_argument("--no-tensorrt", action="store_true", help="use the PyTorch backend instead of the accelerated one")
+    parser.add_argument("--grpc", metavar="HOST:PORT", help="talk gRPC to this address instead: health, models and one inference")
+    parser.add_argument("--model", default="emg", help="the model --grpc runs (default emg); its inputs are random, -1 dims 1")
     return parser
+
+
+def _grpc_main(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from ..tensors import V2_TO_NUMPY
+    from ._grpc_sync import GrpcClient
+
+    with GrpcClient(args.grpc, api_key=args.api_key) as client:
+        health = client.health_check()
+        print(f"== health: live {health['live']}, ready {health['ready']}, {health['loaded_models']} models loaded")
+        print("== models: " + ", ".join(f"{row['model_id']} v{row['version']} {row['state']}" for row in client.list_models()))
+        metadata = client.model_metadata(args.model)
+        rng = np.random.default_rng(0)
+        inputs = {}
+        for spec in metadata["inputs"]:
+            shape = [1 if dim < 0 else dim for dim in spec["shape"]]
+            inputs[spec["name"]] = rng.standard_normal(shape).astype(V2_TO_NUMPY[spec["datatype"]])
+        outputs = client.infer(args.model, inputs)
+        for name, array in outputs.items():
+            first = f", argmax of item 0: {int(array[0].argmax())}" if array.ndim and array.size and array.dtype.kind in "biuf" else ""
+            print(f"== infer {args.model}: {name} {array.dtype}{list(array.shape)}{first}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.grpc:
+        if args.stream or args.example:
+            print("error: --grpc runs its own example; --stream and --example are HTTP only", file=sys.stderr)
+            return 2
+        try:
+            _grpc_main(args)
+        except GrpcError as exc:
+            print(f"error: the gRPC call failed with {exc.code}: {exc.message}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+        return 0
     try:
         with Client(args.url, api_key=args.api_key) as client:
             if args.stream:
