@@ -303,6 +303,7 @@ class Engine:
     def health(self) -> dict[str, Any]:
         entries = list(self.registry.entries.values())
         failed = [e.name for e in entries if e.state is ModelState.FAILED]
+        # informational: preload models not resident now (evicted ones load again on demand)
         preload_pending = [
             s.name for s in self.registry.specs.values()
             if s.settings.preload and self.registry._entry(s.name, None).state is not ModelState.READY
@@ -313,7 +314,9 @@ class Engine:
         ]
         return {
             "live": True,
-            "ready": self.ready and not preload_pending and not dead,
+            # ready once start() has finished the preloads (an evicted preload model
+            # loads again on demand; that does not make the server unready)
+            "ready": self.ready and not dead,
             "failed_models": failed,
             "preload_pending": preload_pending,
             "dead_workers": dead,
