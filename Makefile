@@ -6,7 +6,7 @@ DEMO   := var/demo
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test bench demo install protos clean
+.PHONY: run test bench demo install protos clean perf-analyzer
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ demo: $(STAMP)
 run: demo
 	$(BIN)/berth serve --config $(DEMO)/berth.yaml
 
-test: demo
+test: demo perf-analyzer
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: demo
@@ -36,3 +36,7 @@ protos: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var build *.egg-info src/*.egg-info
+
+# Triton's perf_analyzer (from the tritonclient 2.40.0 wheel) into var/tools, for its
+# smoke test and bench/v2.py; kept out of .venv, which holds a newer tritonclient
+include perf_analyzer.mk

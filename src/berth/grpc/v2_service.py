@@ -287,6 +287,10 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
         inference.fail.count = int(stats["failures"])
         inference.queue.count, inference.queue.ns = count, queue_ns
         inference.compute_infer.count, inference.compute_infer.ns = count, compute_ns
+        # berth does not time input/output copies apart from the run: their counts match
+        # compute_infer's with no time (perf_analyzer refuses statistics whose three
+        # compute counts differ: 'Server side statistics compute counts must be the same')
+        inference.compute_input.count = inference.compute_output.count = count
         if row["memory_mb"]:
             kind, index = self.devices.memory_kind(row["device"])
             result.memory_usage.add(type=kind, id=index, byte_size=int(row["memory_mb"] * _MB))
