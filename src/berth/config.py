@@ -168,6 +168,9 @@ class ModelConfig(_Section):
     max_concurrency: int | None = Field(None, ge=1, le=1024)
     queue_size: int | None = Field(None, ge=1, le=1_000_000)
     warmup: bool = True
+    #: ``thread``: run in the server process on device worker threads; ``process``: in
+    #: its own worker process (berth.isolation), freed by process exit on unload
+    isolation: Literal["thread", "process"] = "thread"
     default_version: str | None = None
     description: str | None = None
     labels: list[str] | None = None

@@ -310,7 +310,8 @@ class Engine:
         ]
         dead = [
             e.name for e in entries
-            if e.state is ModelState.READY and e.runtime is not None and not _runtime_healthy(e)
+            # a FAILED entry keeps its dead runtime until the restart replaces it
+            if e.state is not ModelState.UNLOADING and e.runtime is not None and not _runtime_healthy(e)
         ]
         return {
             "live": True,

@@ -2,6 +2,7 @@
 
     UNLOADED ──load──▶ LOADING ──ok──▶ READY ──evict/idle/unload──▶ UNLOADING ──▶ UNLOADED
                           └──error──▶ FAILED (reason kept; retried after a back-off)
+    READY ──worker process died (isolation: process)──▶ FAILED ──restart after 1 s, 2 s … 30 s──▶ LOADING
 
 All state lives on the event loop and is changed only there, so no locks are needed;
 blocking work (reading files, building sessions, warm-up, freeing) runs on a small
@@ -29,6 +30,7 @@ import psutil
 
 from ..config import BerthConfig
 from ..errors import BerthError, CapacityExceeded, DeadlineExceeded, ModelNotFound, ModelNotReady, Overloaded
+from ..isolation.backoff import CrashBackoff
 from ..repository import ModelSpec, Repository
 from ..runtimes import Placement as RuntimePlacement
 from ..runtimes import Runtime, runtime_class
@@ -95,6 +97,9 @@ class Registry:
         # a device-wide memory reading is only the model's if no other load on that
         # device runs meanwhile; CUDA loads therefore take their device's lock
         self._device_locks: dict[str, threading.Lock] = {d.id: threading.Lock() for d in devices}
+        # isolation: process — restart delays after worker crashes, and pending restarts
+        self._crashes = CrashBackoff()
+        self._restarts: dict[ModelKey, asyncio.TimerHandle] = {}
 
     # ── start and stop ─────────────────────────────────────────────────────
     async def start(self) -> None:
@@ -114,6 +119,9 @@ class Registry:
             self._tasks.append(asyncio.create_task(self._report_loop(self.config.server.stats_report_interval_s)))
 
     async def stop(self) -> None:
+        for handle in self._restarts.values():
+            handle.cancel()
+        self._restarts.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -122,6 +130,9 @@ class Registry:
                 await asyncio.gather(asyncio.shield(entry.transition), return_exceptions=True)
             if entry.state is ModelState.READY:
                 await self._await_transition(self._begin_unload(entry, "server shutdown", evicted=False))
+        for handle in self._restarts.values():  # scheduled by restarts that failed meanwhile
+            handle.cancel()
+        self._restarts.clear()
         for workers in self.workers.values():
             await asyncio.to_thread(workers.shutdown)
         self._load_executor.shutdown(wait=False, cancel_futures=True)
@@ -194,7 +205,7 @@ class Registry:
                         entry.stats.hits += 1
                     entry.stats.touch()
                 return Lease(entry, self)
-            if state is ModelState.FAILED and time.monotonic() - entry.failed_at < FAILED_RETRY_S:
+            if state is ModelState.FAILED and time.monotonic() - entry.failed_at < self._crashes.retry_after(entry.key, FAILED_RETRY_S):
                 raise ModelNotReady(f"model '{entry.name}' failed to load: {entry.reason}")
             missed = True
             if state in (ModelState.UNLOADED, ModelState.FAILED):
@@ -243,6 +254,11 @@ class Registry:
 
     async def unload(self, name: str, version: str | None = None) -> ModelEntry:
         entry = await self.entry(name, version)
+        restart = self._restarts.pop(entry.key, None)  # a crashed worker's pending restart
+        if restart is not None:
+            restart.cancel()
+        if entry.state is ModelState.FAILED:
+            entry.runtime = None  # a crashed worker's dead runtime: unloaded now, not restarted
         if entry.state is ModelState.LOADING and entry.transition is not None:
             await asyncio.gather(asyncio.shield(entry.transition), return_exceptions=True)
         if entry.state in (ModelState.READY, ModelState.UNLOADING):
@@ -283,6 +299,7 @@ class Registry:
             device = await self._reserve(entry)
         except BerthError as exc:
             entry.state = ModelState.UNLOADED
+            entry.runtime = None  # (only ever a crashed worker's dead runtime here)
             entry.transition = None
             self._notify()
             return exc
@@ -298,6 +315,9 @@ class Registry:
             entry.device = None
             entry.memory_bytes = 0
             entry.transition = None
+            retry = self._crashes.restart_failed(entry.key)
+            if retry is not None:  # a restart after a worker crash: try again, backing off
+                self._schedule_restart(entry, retry)
             self._notify()
             return ModelNotReady(f"model '{entry.name}' failed to load: {entry.reason}")
         entry.runtime = runtime
@@ -318,6 +338,8 @@ class Registry:
         self._refresh_devices()
         self._notify()
         self._trim_after_measure(entry)
+        if entry.spec.settings.isolation == "process":
+            self._watch_worker(entry, runtime)
         return None
 
     def _make_batcher(self, entry: ModelEntry, runtime: Runtime, device: Device) -> Batcher:
@@ -328,17 +350,21 @@ class Registry:
             max_batch = 32 if batchable else 1
         workers = self.workers[device.id]
         uniform = all(d >= 0 for spec in runtime.signature.inputs for d in spec.shape[1:])
+        # a worker process runs one batch at a time, so by default one batch is in
+        # flight (the queue fills the next one meanwhile); and a round trip to another
+        # process never runs inline on the event loop
+        isolated = settings.isolation == "process"
         return Batcher(
             model=entry.name,
             runtime=runtime,
             workers=workers,
             max_batch_size=max_batch,
             max_queue_delay_ms=settings.max_queue_delay_ms or 0.0,
-            max_concurrency=settings.max_concurrency or workers.size,
+            max_concurrency=settings.max_concurrency or (1 if isolated else workers.size),
             queue_size=settings.queue_size or self.config.server.queue_size,
             on_batch=entry.stats.record_batch,
             uniform=uniform,
-            inline_max_us=settings.options.get("inline_max_us", self.config.server.inline_max_us),
+            inline_max_us=0.0 if isolated else settings.options.get("inline_max_us", self.config.server.inline_max_us),
         )
 
     def _runtime_options(self, entry: ModelEntry) -> dict[str, Any]:
@@ -356,10 +382,17 @@ class Registry:
     def _load_blocking(self, entry: ModelEntry, device: Device) -> tuple[Runtime, int]:
         path: Path = entry.spec.versions[entry.version]
         cls = runtime_class(entry.spec.backend)
-        if (cls, device.framework_device) not in self._prepared:
-            cls.prepare(device.framework_device)
-            self._prepared.add((cls, device.framework_device))
-        runtime = cls(path, RuntimePlacement(device.id, device.framework_device), self._runtime_options(entry))
+        placement = RuntimePlacement(device.id, device.framework_device)
+        runtime: Runtime
+        if entry.spec.settings.isolation == "process":
+            from ..isolation.runtime import ProcessRuntime  # imports pyzmq only when used
+
+            runtime = ProcessRuntime(entry.spec.backend, path, placement, self._runtime_options(entry), name=entry.name)
+        else:
+            if (cls, device.framework_device) not in self._prepared:
+                cls.prepare(device.framework_device)
+                self._prepared.add((cls, device.framework_device))
+            runtime = cls(path, placement, self._runtime_options(entry))
         lock = self._device_locks[device.id] if device.kind == "cuda" else contextlib.nullcontext()
         with lock:
             rss_before = self._process.memory_info().rss
@@ -369,7 +402,10 @@ class Registry:
                 self._warm_up(entry, runtime)
             device_after = runtime.device_memory_bytes()
             rss_after = self._process.memory_info().rss
-        if device_before is not None and device_after is not None:
+            own = runtime.measured_memory_bytes()  # a worker process's RSS, say
+        if own is not None:
+            measured = own
+        elif device_before is not None and device_after is not None:
             measured = max(0, device_after - device_before)
         else:
             # RSS can even shrink when freed heap is reused; the weights file size is
@@ -388,6 +424,68 @@ class Registry:
             if not _warmup_is_optional(runtime):
                 raise
             log.warning("model '%s': warm-up with zeros failed (variable input shape); serving anyway", entry.name)
+
+    # ── worker processes (isolation: process) ──────────────────────────────
+    def _watch_worker(self, entry: ModelEntry, runtime: Runtime) -> None:
+        self._crashes.loaded(entry.key)
+        loop = asyncio.get_running_loop()
+
+        def exited(reason: str) -> None:  # on the runtime's watcher thread
+            try:
+                loop.call_soon_threadsafe(self._worker_exited, entry, runtime, reason)
+            except RuntimeError:  # the loop has closed: the server is stopping
+                pass
+
+        runtime.watch(exited)  # type: ignore[attr-defined]
+
+    def _worker_exited(self, entry: ModelEntry, runtime: Runtime, reason: str) -> None:
+        """A model's worker process died while serving: the model is FAILED now (its
+        queued requests fail, other models go on) and restarts after a back-off."""
+        if entry.runtime is not runtime or entry.state is not ModelState.READY:
+            return  # already being unloaded or replaced
+        delay = self._crashes.crashed(entry.key)
+        log.error("model '%s' v%s: %s; FAILED, restarting in %.0fs", entry.name, entry.version, reason, delay)
+        batcher, entry.batcher = entry.batcher, None
+        if batcher is not None:
+            batcher.close()
+        entry.state = ModelState.FAILED
+        entry.reason = reason
+        entry.failed_at = time.monotonic()
+        entry.device = None
+        entry.memory_bytes = 0
+        entry.memory_measured = False
+        # entry.runtime keeps the dead runtime (healthy() False) until a restart
+        # replaces it, so health reports the dead worker meanwhile
+        entry.transition = asyncio.ensure_future(self._reap_worker(entry, runtime))
+        self._refresh_devices()
+        self._notify()
+        self._schedule_restart(entry, delay)
+
+    async def _reap_worker(self, entry: ModelEntry, runtime: Runtime) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, runtime.unload)  # socket, folder
+        except Exception:  # noqa: BLE001 - the process is gone either way
+            log.warning("model '%s': cleaning up after its worker failed", entry.name, exc_info=True)
+        finally:
+            entry.transition = None
+
+    def _schedule_restart(self, entry: ModelEntry, delay: float) -> None:
+        """Load a FAILED model again after ``delay`` unless something else has meanwhile
+        (a request after the back-off, or an explicit load)."""
+        failed_at = entry.failed_at
+        previous = self._restarts.pop(entry.key, None)
+        if previous is not None:
+            previous.cancel()
+
+        def restart() -> None:
+            self._restarts.pop(entry.key, None)
+            if entry.state is ModelState.FAILED and entry.failed_at == failed_at:
+                if entry.transition is not None:  # still reaping the dead worker
+                    self._schedule_restart(entry, 0.1)
+                else:
+                    self._begin_load(entry)  # its outcome is handled in _load
+
+        self._restarts[entry.key] = asyncio.get_running_loop().call_later(delay, restart)
 
     # ── capacity ───────────────────────────────────────────────────────────
     async def _reserve(self, entry: ModelEntry) -> Device:

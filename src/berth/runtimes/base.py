@@ -141,6 +141,15 @@ class Runtime(abc.ABC):
         """
         return None
 
+    def measured_memory_bytes(self) -> int | None:
+        """The model's memory as the runtime itself measures it after warm-up, or None.
+
+        When not None the Registry books this figure instead of its own RSS or device
+        delta. A model in its own worker process (``isolation: process``) reports the
+        worker's RSS here: the server's RSS does not grow by what the model holds.
+        """
+        return None
+
     def warmup_inputs(self, batch_size: int = 1) -> dict[str, np.ndarray]:
         """Zeros shaped from the signature (variable dims become 1)."""
         feeds: dict[str, np.ndarray] = {}
