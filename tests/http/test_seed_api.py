@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import BerthServer
-from http_fixtures import digits_reference, start_server, write_digits
+from http_fixtures import digits_reference, write_digits
 from models import softmax, write_linear_softmax
 
 RTOL = 1e-4

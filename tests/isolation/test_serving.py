@@ -11,7 +11,6 @@ from typing import Any, Callable
 import httpx
 import numpy as np
 import psutil
-import pytest
 
 from tests.models import softmax, write_linear_softmax, write_python_model
 

@@ -24,7 +24,6 @@ from ...errors import InternalError, ModelNotReady
 from ...generation import SamplingParams
 from ...generation.reasoning import ReasoningSplitter
 from ...generation.service import Generation, GenerationService
-from ...generation.sequence import Sequence
 from .protocol import BadField, ChatCompletionRequest, CompletionRequest, parse
 
 DEFAULT_MAX_TOKENS = 256
