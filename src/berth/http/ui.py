@@ -3,7 +3,7 @@
 | route | what |
 |---|---|
 | ``GET /`` | the Home page for browsers (``Accept: text/html``); the JSON index otherwise |
-| ``GET /ui/``, ``/ui/about``, ``/ui/test``, ``/ui/stream``, ``/ui/models`` | the pages |
+| ``GET /ui/``, ``/ui/about``, ``/ui/test``, ``/ui/stream``, ``/ui/models``, ``/ui/chat`` | the pages |
 | ``GET /static/...`` | the pages' CSS and JS (``berth/web/static``) and vendored libraries (``berth/web/vendor``) |
 
 Pages hold no inline script, and are sent with a Content-Security-Policy that allows
@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from .errors import REQUEST_ID_HEADER, request_id
 
 WEB = Path(__file__).resolve().parent.parent / "web"
-PAGES = {"": "home.html", "about": "about.html", "test": "test.html", "stream": "stream.html", "models": "models.html"}
+PAGES = {"": "home.html", "about": "about.html", "test": "test.html", "stream": "stream.html", "models": "models.html", "chat": "chat.html"}
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
