@@ -42,7 +42,10 @@ def _index_route(engine: Engine) -> Route:
                     "endpoints": [
                         "GET /health", "GET /config", "POST /infer", "POST /infer-batch", "POST /blast",
                         "POST /save-session", "GET /models", "GET /models/{name}", "POST /models/{name}/load",
-                        "POST /models/{name}/unload", "POST /models/{name}/pin", "GET /stats",
+                        "POST /models/{name}/unload", "POST /models/{name}/pin", "GET /stats", "GET /metrics",
+                        "GET /v2 (KServe V2: health, metadata, infer, repository, statistics)",
+                        "POST /v1/chat/completions", "POST /v1/completions", "GET /v1/models",
+                        "POST /infer/stream (seed 001 SSE)", "GET /ws/infer (WebSocket)", "GET /ui/ (web UI)",
                     ],
                 }
             ),
