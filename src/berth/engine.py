@@ -222,15 +222,14 @@ class Engine:
     async def signature(self, model: str, version: str | None = None) -> Signature:
         """The model's signature; loads the model if it is not resident. Not a use of
         the model (usage counts and recency, which drive eviction, stay as they were)."""
-        lease = await self.registry.acquire(model, version, count_use=False)
-        try:
+        with await self.lease(model, version, count_use=False) as lease:
             assert lease.entry.runtime is not None
             return lease.entry.runtime.signature
-        finally:
-            lease.release()
 
-    async def lease(self, model: str, version: str | None = None) -> Lease:
-        return await self.registry.acquire(model, version)
+    async def lease(self, model: str, version: str | None = None, *, count_use: bool = True) -> Lease:
+        """Hold the model resident (loading it if needed). ``count_use=False`` for
+        metadata lookups, which must not count as uses for LRU/LFU eviction."""
+        return await self.registry.acquire(model, version, count_use=count_use)
 
     # ── management ─────────────────────────────────────────────────────────
     async def load(self, model: str, version: str | None = None) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.models import write_linear_softmax, write_python_model
 
 X = {"input": [1.0, 2.0, 3.0, 4.0]}
@@ -79,3 +81,16 @@ def test_readiness_turns_false_when_a_model_worker_dies(tmp_path: Path, make_ser
         health = client.get("/health").json()
         assert health["ready"] is False and health["dead_workers"] == ["watched"]
         assert client.get("/v2/health/live").status_code == 200  # alive, just not ready
+
+
+def test_metadata_lookups_are_not_uses_of_the_model(tmp_path: Path, make_server: Any) -> None:
+    write_linear_softmax(tmp_path / "repo" / "alpha.onnx")
+    server = make_server({"repository": str(tmp_path / "repo"), "default_model": "alpha"})
+    with server.client() as client:
+        assert client.post("/infer", json=X).status_code == 200
+        before = client.get("/models/alpha").json()["stats"]
+        for path in ("/v2/models/alpha", "/v2/models/alpha/config", "/config"):
+            assert client.get(path).status_code == 200
+        after = client.get("/models/alpha").json()["stats"]
+    assert after["usage_count"] == before["usage_count"] == 1
+    assert after["hits"] == before["hits"] and after["last_used"] == pytest.approx(before["last_used"], abs=0.05)

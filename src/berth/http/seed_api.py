@@ -324,7 +324,7 @@ class SeedApi:
                 {"model": None, "input": None, "classes": None, "gpu": False, "startedAt": _started(self.engine)},
                 rid=request_id(request),
             )
-        lease = await self.engine.lease(model)
+        lease = await self.engine.lease(model, count_use=False)
         try:
             entry = lease.entry
             assert entry.runtime is not None

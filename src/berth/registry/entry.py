@@ -66,17 +66,18 @@ class ModelEntry:
 class Lease:
     """Held while a request uses a model; a leased model is never evicted."""
 
-    __slots__ = ("entry", "_registry", "_released")
+    __slots__ = ("entry", "_registry", "_released", "_counted")
 
-    def __init__(self, entry: ModelEntry, registry: Any) -> None:
+    def __init__(self, entry: ModelEntry, registry: Any, counted: bool = True) -> None:
         self.entry = entry
         self._registry = registry
         self._released = False
+        self._counted = counted  # a use of the model (not a metadata lookup)
 
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._registry._release(self.entry)
+            self._registry._release(self.entry, self._counted)
 
     def __enter__(self) -> "Lease":
         return self

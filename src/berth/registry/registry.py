@@ -173,10 +173,19 @@ class Registry:
         entry = self.entries.get((name, version)) if version else self._default_entries.get(name)
         if entry is None or entry.state is not ModelState.READY:
             return None
+        return self._lease(entry, count_use=True, missed=False)
+
+    def _lease(self, entry: ModelEntry, *, count_use: bool, missed: bool) -> Lease:
+        """Lease a READY entry. A lease that is not a use (metadata lookups) leaves the
+        usage counts and recency, which drive eviction, as they were."""
         entry.leases += 1
-        entry.stats.hits += 1
-        entry.stats.touch()
-        return Lease(entry, self)
+        if count_use:
+            if missed:
+                entry.stats.misses += 1
+            else:
+                entry.stats.hits += 1
+            entry.stats.touch()
+        return Lease(entry, self, count_use)
 
     async def acquire(self, name: str, version: str | None = None, deadline: float | None = None, *, count_use: bool = True) -> Lease:
         """A lease on a READY model, loading it first if needed (single flight).
@@ -187,24 +196,11 @@ class Registry:
         entry = self.entries.get((name, version)) if version else self._default_entries.get(name)
         if entry is None:
             entry = await self.entry(name, version)
-        if entry.state is ModelState.READY:  # the hot path: no await
-            entry.leases += 1
-            if count_use:
-                entry.stats.hits += 1
-                entry.stats.touch()
-            return Lease(entry, self)
         missed = False
         while True:
             state = entry.state
             if state is ModelState.READY:
-                entry.leases += 1
-                if count_use:
-                    if missed:
-                        entry.stats.misses += 1
-                    else:
-                        entry.stats.hits += 1
-                    entry.stats.touch()
-                return Lease(entry, self)
+                return self._lease(entry, count_use=count_use, missed=missed)
             if state is ModelState.FAILED and time.monotonic() - entry.failed_at < self._crashes.retry_after(entry.key, FAILED_RETRY_S):
                 raise ModelNotReady(f"model '{entry.name}' failed to load: {entry.reason}")
             missed = True
@@ -221,9 +217,10 @@ class Registry:
             except asyncio.TimeoutError:
                 raise DeadlineExceeded(f"model '{entry.name}' was still {entry.state.value.lower()} when the request's deadline passed") from None
 
-    def _release(self, entry: ModelEntry) -> None:
+    def _release(self, entry: ModelEntry, counted: bool) -> None:
         entry.leases -= 1
-        entry.stats.last_used_mono = time.monotonic()
+        if counted:
+            entry.stats.last_used_mono = time.monotonic()
         if entry.leases == 0:
             drained = self._drained.get(entry.key)
             if drained is not None:

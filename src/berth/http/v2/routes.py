@@ -159,14 +159,14 @@ class V2Api:
     # ── model metadata, readiness, configuration ───────────────────────────
     async def model_metadata(self, request: Request) -> Response:
         model, version = _path_target(request)
-        with await self.engine.lease(model, version) as lease:
+        with await self.engine.lease(model, version, count_use=False) as lease:
             entry = lease.entry
             assert entry.runtime is not None
             return _json(request, metadata.model_metadata(entry, entry.runtime.signature))
 
     async def model_config(self, request: Request) -> Response:
         model, version = _path_target(request)
-        with await self.engine.lease(model, version) as lease:
+        with await self.engine.lease(model, version, count_use=False) as lease:
             entry = lease.entry
             assert entry.runtime is not None
             return _json(request, metadata.model_config(entry, entry.runtime.signature))
