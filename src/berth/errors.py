@@ -23,6 +23,7 @@ traceback, a filesystem path or an internal class name.
 from __future__ import annotations
 
 import enum
+import math
 
 
 class ErrorKind(enum.Enum):
@@ -96,6 +97,12 @@ class Forbidden(BerthError):
 
 class InternalError(BerthError):
     kind = ErrorKind.INTERNAL
+
+
+def retry_after(exc: BaseException) -> str | None:
+    """Whole seconds to wait before retrying (the Retry-After value), for errors that say."""
+    seconds = getattr(exc, "retry_after_s", None) if isinstance(exc, (Overloaded, QuotaExceeded)) else None
+    return None if seconds is None else str(max(1, math.ceil(seconds)))
 
 
 class ConfigError(Exception):

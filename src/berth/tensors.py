@@ -45,13 +45,6 @@ def v2_datatype(dtype: np.dtype) -> str:
         raise ValueError(f"dtype {dtype} has no V2 datatype") from None
 
 
-def shape_matches(shape: tuple[int, ...], declared: tuple[int, ...]) -> bool:
-    """True when ``shape`` fits ``declared`` (-1 matches any size)."""
-    if len(shape) != len(declared):
-        return False
-    return all(d < 0 or d == s for s, d in zip(shape, declared))
-
-
 def checked_element_count(shape: tuple[int, ...] | list[int], limit: int) -> int:
     """Product of ``shape``, refusing negative dims and products past ``limit``.
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from typing import Awaitable, Callable, NoReturn, TypeVar
 
 import grpc
 from grpc import aio
 
-from ..errors import BerthError, ErrorKind, Overloaded
+from ..errors import BerthError, ErrorKind, Overloaded, retry_after
 
 log = logging.getLogger("berth.grpc")
 
@@ -63,10 +62,8 @@ async def abort(context: aio.ServicerContext, exc: BaseException, where: str) ->
         code = STATUS[exc.kind]
         if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE) and not isinstance(exc, Overloaded):
             log.warning("%s -> %s: %s", where, code.name, _clip(exc.message))
-        metadata: tuple[tuple[str, str], ...] = ()
-        if isinstance(exc, Overloaded):
-            # the HTTP front end's Retry-After, as trailing metadata
-            metadata = (("retry-after", str(max(1, math.ceil(exc.retry_after_s)))),)
+        wait = retry_after(exc)  # the HTTP front end's Retry-After, as trailing metadata
+        metadata: tuple[tuple[str, str], ...] = (("retry-after", wait),) if wait else ()
         await context.abort(code, _clip(exc.message), trailing_metadata=metadata)
     await context.abort(grpc.StatusCode.INTERNAL, error_text(exc, where))
     raise AssertionError("context.abort returned")  # it raises; grpc's stubs do not say so

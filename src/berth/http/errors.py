@@ -8,7 +8,6 @@ detail goes to the log, never to the client.
 from __future__ import annotations
 
 import logging
-import math
 import itertools
 import secrets
 
@@ -18,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from ..errors import BerthError, ErrorKind, Overloaded, QuotaExceeded
+from ..errors import BerthError, ErrorKind, Overloaded, retry_after
 
 log = logging.getLogger("berth.http")
 
@@ -72,9 +71,8 @@ def error_body(status: int, message: str, rid: str) -> bytes:
 
 
 def error_headers(exc: BerthError) -> dict[str, str]:
-    if isinstance(exc, (Overloaded, QuotaExceeded)):
-        return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
-    return {}
+    wait = retry_after(exc)
+    return {"Retry-After": wait} if wait else {}
 
 
 def error_response(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -104,7 +104,6 @@ class ProcessRuntime(Runtime):
         self.name = name or path.stem
         self.run_timeout_s = float(self.options.get("isolation_run_timeout_s", _RUN_TIMEOUT_S))
         self.load_timeout_s = float(self.options.get("isolation_load_timeout_s", _LOAD_TIMEOUT_S))
-        self.started_at = 0.0
         self._lock = threading.Lock()  # one request/reply on the socket at a time
         self._socket: Any = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -137,7 +136,6 @@ class ProcessRuntime(Runtime):
         try:
             # stdout/stderr are inherited: the worker logs into the server's log
             self._process = subprocess.Popen(command, stdin=subprocess.PIPE, close_fds=True)
-            self.started_at = time.monotonic()
             threading.Thread(target=self._watch_process, name=f"berth-worker-{self.name}", daemon=True).start()
             log.info("model '%s': worker process %d started", self.name, self._process.pid)
             self._call(

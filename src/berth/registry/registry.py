@@ -320,7 +320,8 @@ class Registry:
         entry.runtime = runtime
         entry.memory_bytes = measured
         entry.memory_measured = True
-        entry.info = {"backend": runtime.backend, "platform": runtime.platform, **runtime.info().details, "accelerated": runtime.info().accelerated}
+        info = runtime.info()
+        entry.info = {"backend": runtime.backend, "platform": runtime.platform, **info.details, "accelerated": info.accelerated}
         entry.batcher = self._make_batcher(entry, runtime, device)
         entry.state = ModelState.READY
         entry.stats.loads += 1

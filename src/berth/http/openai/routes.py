@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from typing import Any
 
@@ -26,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ...engine import Engine
-from ...errors import BerthError, ErrorKind, ModelNotFound, Overloaded
+from ...errors import BerthError, ErrorKind, ModelNotFound, retry_after
 from ...generation import QueueFull
 from ..body import parse_json_object, read_raw_body
 from ..disconnect import ClientDisconnected
@@ -47,9 +46,8 @@ def error_object(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
         message = exc.message
     else:
         status, message = 500, "internal server error"
-    headers: dict[str, str] = {}
-    if isinstance(exc, Overloaded):
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    wait = retry_after(exc)
+    headers: dict[str, str] = {"Retry-After": wait} if wait else {}
     param = exc.param if isinstance(exc, BadField) else ("model" if status == 404 else None)
     body = {"error": {"message": message, "type": _TYPES.get(status, "server_error"), "param": param, "code": _CODES.get(status)}}
     return status, body, headers
