@@ -70,7 +70,10 @@ def test_sigterm_drains_grpc_calls_then_exits_cleanly(tmp_path: Path) -> None:
     assert running.berth.process is not None
     running.berth.process.send_signal(signal.SIGTERM)
     caller.join(30)
-    code = running.berth.stop()
+    # wait for the exit the first signal causes: a second SIGTERM from stop() while the
+    # process is still finishing would hit the restored default handler and kill it
+    code = running.berth.process.wait(30)
+    assert running.berth.stop() == code
     assert "error" not in outcome, outcome.get("error")
     np.testing.assert_array_equal(outcome["y"], [2, 2, 2, 2])
     assert code == 0, running.berth.logs()
