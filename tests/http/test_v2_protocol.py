@@ -326,6 +326,8 @@ JSON_CASES: list[tuple[str, str, Any, int, str]] = [
     ("ragged data", "lin", _lin(data=[[1, 2], [3]], shape=[2, 2]), 400, "rectangular"),
     ("string in numbers", "lin", _lin(data=[1, 2, "3", 4]), 400, "only numbers"),
     ("boolean in numbers", "lin", _lin(data=[1, True, 3, 4]), 400, "boolean"),
+    ("numeric string first in nested data", "lin", _lin(data=[["1", 2, 3, 4]]), 400, "only numbers"),
+    ("null in numbers", "lin", _lin(data=[1, None, 3, 4]), 400, "only numbers"),
     ("boolean beside a boolean parameter", "lin", {**_lin(data=[[1, 2], [False, 4]], shape=[1, 4]), "parameters": {"binary_data_output": True}}, 400, "boolean"),
     ("name too long", "lin", _lin(name="x" * 300), 400, "1 to 256 characters"),
     ("number out of range", "lin", _lin(data=[1, 2, 3, 1e300]), 400, "out of range"),

@@ -31,6 +31,7 @@ from .body import parse_json_object, read_body, read_raw_body
 from .disconnect import ClientDisconnected, cancel_on_disconnect
 from .errors import REQUEST_ID_HEADER, request_id, scope_request_id
 from .fastlane import AsgiEndpoint, RawHandler, send_json
+from .json_numbers import numbers_only
 
 _JSON = "application/json"
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
@@ -81,13 +82,29 @@ def _first_non_number(value: Any) -> str | None:
     return None
 
 
-def _numbers(value: Any, field: str, maybe_booleans: bool = True) -> np.ndarray:
+def _numbers(value: Any, field: str, plain: bool = False) -> np.ndarray:
     """A float32 array from a JSON array of numbers, refusing anything else with a
-    message that says what was wrong. ``maybe_booleans`` is False when the body holds
-    no ``true``/``false`` literal at all, which spares the per-element scan that
-    numpy's silent bool → number conversion would otherwise need."""
+    message that says what was wrong. ``plain`` says the body was proven to hold only
+    numbers in its arrays (:func:`~berth.http.json_numbers.numbers_only`), which allows
+    numpy's direct conversion; otherwise every element is checked, since numpy reads
+    ``true`` as 1 and ``"1.5"`` as 1.5."""
     if not isinstance(value, list) or not value:
         raise InvalidInput(f"'{field}' must be a non-empty array of numbers")
+    array: np.ndarray | None = None
+    if plain:
+        try:
+            with np.errstate(over="ignore"):
+                array = np.asarray(value, dtype=np.float32)
+        except (ValueError, TypeError, OverflowError):
+            array = None  # ragged, or holding an object: the exact path below says which
+    if array is None:
+        array = _checked_numbers(value, field)
+    if not np.isfinite(array).all():
+        raise InvalidInput(f"'{field}' holds a value that is not a finite float32 number")
+    return array
+
+
+def _checked_numbers(value: list[Any], field: str) -> np.ndarray:
     try:
         array = np.asarray(value)
     except (ValueError, TypeError):
@@ -99,15 +116,11 @@ def _numbers(value: Any, field: str, maybe_booleans: bool = True) -> np.ndarray:
     if kind not in "fiu":
         found = _KIND_NAMES.get(kind) or _first_non_number(value) or "a value that is not a number"
         raise InvalidInput(f"'{field}' must hold only numbers; found {found}")
-    if maybe_booleans:  # numpy reads [true, 1.5] as numbers
-        found = _first_non_number(value)
-        if found is not None:
-            raise InvalidInput(f"'{field}' must hold only numbers; found {found}")
+    found = _first_non_number(value)  # numpy reads [true, 1.5] as numbers
+    if found is not None:
+        raise InvalidInput(f"'{field}' must hold only numbers; found {found}")
     with np.errstate(over="ignore"):
-        array = array.astype(np.float32, copy=False)
-    if not np.isfinite(array).all():
-        raise InvalidInput(f"'{field}' holds a value that is not a finite float32 number")
-    return array
+        return array.astype(np.float32, copy=False)
 
 
 def _row_distribution(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -158,9 +171,10 @@ class SeedApi:
         ]
 
     async def _read(self, request: Request) -> tuple[dict[str, Any], bool]:
-        """The JSON object body, and whether it holds any true/false literal."""
+        """The JSON object body, and whether its number arrays hold only numbers."""
         raw = await read_body(request, self.body_limit)
-        return parse_json_object(raw), (b"true" in raw or b"false" in raw)
+        body = parse_json_object(raw)
+        return body, numbers_only(raw, body)
 
     def _model(self, body: dict[str, Any]) -> str:
         model = body.get("model")
@@ -198,7 +212,7 @@ class SeedApi:
             await self.seed001.infer_seed001(scope, receive, send, body)
             return
         model = self._model(body)
-        values = self._single_input(body, b"true" in raw or b"false" in raw)
+        values = self._single_input(body, numbers_only(raw, body))
         prediction = await cancel_on_disconnect(receive, self.engine.infer_values(model, values, batched=False))
         rid = scope_request_id(scope)
         await send_json(send, 200, orjson.dumps(self._item(prediction), option=_NUMPY), rid)
@@ -207,25 +221,25 @@ class SeedApi:
         return {("POST", "/infer"): self.infer}
 
     @staticmethod
-    def _single_input(body: dict[str, Any], booleans: bool = True) -> np.ndarray:
+    def _single_input(body: dict[str, Any], plain: bool = False) -> np.ndarray:
         if "input" in body:
-            return _numbers(body["input"], "input", booleans)
+            return _numbers(body["input"], "input", plain)
         if "image" in body:
-            image = _numbers(body["image"], "image", booleans)
+            image = _numbers(body["image"], "image", plain)
             if image.ndim != 2:
                 raise InvalidInput("'image' must be a 2-D array (rows of pixels)")
             return image
         raise InvalidInput("send 'input' (flat numbers) or 'image' (a 2-D array)")
 
     async def infer_batch(self, request: Request) -> Response:
-        body, booleans = await self._read(request)
+        body, plain = await self._read(request)
         model = self._model(body)
         if "batch" in body:
-            values = _numbers(body["batch"], "batch", booleans)
+            values = _numbers(body["batch"], "batch", plain)
             if values.ndim < 2:
                 raise InvalidInput("'batch' must be an array of flat inputs")
         elif "images" in body:
-            values = _numbers(body["images"], "images", booleans)
+            values = _numbers(body["images"], "images", plain)
             if values.ndim != 3:
                 raise InvalidInput("'images' must be an array of 2-D images")
         else:
@@ -252,14 +266,14 @@ class SeedApi:
         )
 
     async def blast(self, request: Request) -> Response:
-        body, booleans = await self._read(request)
+        body, plain = await self._read(request)
         model = self._model(body)
         n = body.get("n", 1)
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise InvalidInput("'n' must be a positive integer")
         if n > self.blast_max_n:
             raise PayloadTooLarge(f"'n' is {n}; the limit is {self.blast_max_n}")
-        values = self._single_input(body, booleans) if ("input" in body or "image" in body) else None
+        values = self._single_input(body, plain) if ("input" in body or "image" in body) else None
         if values is None:
             signature = await self.engine.signature(model)
             shape = [d if d > 0 else 1 for d in signature.inputs[0].shape[1:]]

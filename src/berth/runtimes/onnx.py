@@ -52,6 +52,7 @@ class OnnxRuntime(Runtime):
     suffixes = (".onnx",)
 
     _session: Any = None
+    _direct_run: Any = None
     _signature: Signature
     _output_names: list[str]
 
@@ -92,7 +93,13 @@ class OnnxRuntime(Runtime):
         if threads:
             options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=self._providers())
+        providers = self._providers()
+        self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        # onnxruntime's Python run() re-checks the input names (the Engine already has)
+        # and falls back to the CPU when a GPU provider fails; on a CPU-only session
+        # that is two microseconds of nothing per call, so call the binding directly
+        binding = getattr(self._session, "_sess", None)
+        self._direct_run = binding.run if providers == ["CPUExecutionProvider"] and binding is not None else None
         self._signature = Signature(
             inputs=tuple(TensorSpec(i.name, _ORT_TYPES.get(i.type, np.dtype(np.float32)), _dims(i.shape)) for i in self._session.get_inputs()),
             outputs=tuple(TensorSpec(o.name, _ORT_TYPES.get(o.type, np.dtype(np.float32)), _dims(o.shape)) for o in self._session.get_outputs()),
@@ -104,11 +111,15 @@ class OnnxRuntime(Runtime):
         return self._signature
 
     def run(self, inputs: Batch) -> dict[str, np.ndarray]:
-        results = self._session.run(self._output_names, dict(inputs))
+        if self._direct_run is not None:
+            results = self._direct_run(self._output_names, dict(inputs), None)
+        else:
+            results = self._session.run(self._output_names, dict(inputs))
         return dict(zip(self._output_names, results))
 
     def unload(self) -> None:
         self._session = None
+        self._direct_run = None
 
     def info(self) -> RuntimeInfo:
         providers = list(self._session.get_providers()) if self._session is not None else []

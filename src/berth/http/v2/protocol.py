@@ -26,6 +26,7 @@ import orjson
 from ...engine import MAX_TENSOR_ELEMENTS, Prediction
 from ...errors import InternalError, InvalidInput, PayloadTooLarge
 from ...tensors import NUMPY_TO_V2, V2_TO_NUMPY, checked_element_count
+from ..json_numbers import numbers_only
 
 __all__ = [
     "InferRequest",
@@ -102,28 +103,11 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
     if timeout_us is not None and (not isinstance(timeout_us, int) or isinstance(timeout_us, bool) or timeout_us <= 0):
         raise InvalidInput("parameter 'timeout' must be a positive integer (microseconds)")
 
-    # a numeric ``data`` array can hide a boolean that numpy would silently read as 0 or
-    # 1 only if the JSON has more true/false literals than the parameters account for
-    # (tritonclient always sends ``binary_data_output: true`` or ``binary_data: true``)
-    literals = json_part.count(b"true") + json_part.count(b"false")
-    maybe_booleans = literals > 0 and literals > _boolean_parameters(document)
-    inputs = _inputs(document.get("inputs"), binary, header_length is not None, maybe_booleans)
+    # proven plain, every ``data`` array holds only numbers: numpy may convert it directly
+    plain = numbers_only(json_part, document)
+    inputs = _inputs(document.get("inputs"), binary, header_length is not None, plain)
     outputs = _requested_outputs(document.get("outputs"))
     return InferRequest(request_id, inputs, outputs, binary_output, timeout_us)
-
-
-def _boolean_parameters(document: dict[str, Any]) -> int:
-    """How many true/false values the request's parameter objects hold."""
-    found = 0
-    groups = [document.get("parameters")]
-    for key in ("inputs", "outputs"):
-        items = document.get(key)
-        if isinstance(items, list):
-            groups.extend(item.get("parameters") for item in items if isinstance(item, dict))
-    for group in groups:
-        if isinstance(group, dict):
-            found += sum(1 for value in group.values() if isinstance(value, bool))
-    return found
 
 
 def _parameters(value: Any, where: str) -> dict[str, Any]:
@@ -134,7 +118,7 @@ def _parameters(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def _inputs(value: Any, binary: memoryview, has_binary_header: bool, maybe_booleans: bool) -> dict[str, np.ndarray]:
+def _inputs(value: Any, binary: memoryview, has_binary_header: bool, plain: bool) -> dict[str, np.ndarray]:
     if not isinstance(value, list) or not value:
         raise InvalidInput("'inputs' must be a non-empty array of input tensors")
     arrays: dict[str, np.ndarray] = {}
@@ -175,7 +159,7 @@ def _inputs(value: Any, binary: memoryview, has_binary_header: bool, maybe_boole
         else:
             if "data" not in item:
                 raise InvalidInput(f"input '{name}' has neither 'data' nor a binary_data_size parameter")
-            arrays[name] = _json_tensor(name, datatype, dtype, shape, count, item["data"], maybe_booleans)
+            arrays[name] = _json_tensor(name, datatype, dtype, shape, count, item["data"], plain)
     if offset != len(binary):
         raise InvalidInput(
             f"the binary section holds {len(binary)} bytes but the inputs' binary_data_size values add up to {offset}"
@@ -238,15 +222,24 @@ def _bytes_elements(name: str, chunk: memoryview, count: int) -> np.ndarray:
     return elements
 
 
-def _json_tensor(
-    name: str, datatype: str, dtype: np.dtype, shape: list[int], count: int, data: Any, maybe_booleans: bool
-) -> np.ndarray:
+def _json_tensor(name: str, datatype: str, dtype: np.dtype, shape: list[int], count: int, data: Any, plain: bool) -> np.ndarray:
     if datatype in _BINARY_ONLY:
         raise InvalidInput(f"input '{name}': {datatype} has no JSON form; send it as binary data (binary_data_size)")
     if not isinstance(data, list):
         raise InvalidInput(f"input '{name}': 'data' must be an array")
     if datatype == "BYTES":
         return _json_strings(name, data, count).reshape(shape)
+    if plain and dtype.kind == "f":
+        # only numbers inside: numpy's direct conversion cannot let anything through
+        # (integer types still take the checked path, which refuses fractions)
+        try:
+            with np.errstate(over="ignore"):
+                direct = np.asarray(data, dtype=dtype)
+        except (ValueError, TypeError, OverflowError):
+            pass  # ragged, or holding an object: the checked path says which
+        else:
+            if direct.size == count and np.isfinite(direct).all():
+                return direct.reshape(shape)
     try:
         array = np.asarray(data)
     except (ValueError, TypeError):
@@ -254,7 +247,7 @@ def _json_tensor(
     if array.size != count:
         raise InvalidInput(f"input '{name}' has {array.size} values; shape {shape} needs {count}")
     if count:
-        _check_kind(name, datatype, dtype, array, data, maybe_booleans)
+        _check_kind(name, datatype, dtype, array, data, not plain)
     with np.errstate(over="ignore", invalid="ignore"):
         converted = array.astype(dtype, copy=False)
     if dtype.kind == "f" and count and not np.isfinite(converted).all():
