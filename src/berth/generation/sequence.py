@@ -13,11 +13,13 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
 from .sampling import SamplingParams
+
+_FINISH_REASONS = frozenset({"stop", "length", "abort", "error"})
 
 
 @dataclass(slots=True)
@@ -35,7 +37,7 @@ class Sequence:
     __slots__ = (
         "index", "prompt_ids", "params", "output_ids", "emit", "aborted", "finish_reason", "error",
         "generator", "decode", "eos_ids", "max_length", "_decoded", "_emitted",
-        "t_submit", "t_admit", "t_first", "t_end", "cached", "steps", "steps_batch_sum",
+        "t_submit", "t_admit", "t_first", "t_end", "cached", "steps", "steps_batch_sum", "remote_key",
     )
 
     def __init__(
@@ -67,6 +69,7 @@ class Sequence:
         self.cached = 0  # tokens of this sequence in the KV cache (its next position)
         self.steps = 0  # decode steps it took part in
         self.steps_batch_sum = 0  # sum of batch sizes over those steps
+        self.remote_key: int | None = None  # its key in a worker process (isolation: process)
 
     @property
     def finished(self) -> bool:
@@ -142,6 +145,34 @@ class Sequence:
     def abort(self) -> None:
         if not self.finished:
             self._finish("abort", flush=False)
+
+    # ── the server's mirror of a sequence run in a worker process ─────────
+    def apply_remote(self, event: Mapping[str, Any]) -> None:
+        """Take over one event of this sequence's twin in a worker process (new token
+        ids, emitted text, timings, finish) and emit it as a local step would. The
+        worker did the decoding and the stop-string hold-back already."""
+        ids = event.get("ids")
+        if isinstance(ids, list):
+            self.output_ids.extend(t for t in ids if isinstance(t, int))
+        text = event.get("text")
+        text = text if isinstance(text, str) else ""
+        self._decoded += text
+        self._emitted = len(self._decoded)
+        for name in ("t_admit", "t_first", "t_end"):
+            value = event.get(name)
+            if isinstance(value, (int, float)) and value > 0:
+                setattr(self, name, float(value))
+        for name, key in (("steps", "steps"), ("steps_batch_sum", "batch_sum")):
+            value = event.get(key)
+            if isinstance(value, int):
+                setattr(self, name, value)
+        finish = event.get("finish")
+        if finish in _FINISH_REASONS:
+            error = event.get("error")
+            self.error = error if isinstance(error, str) else None
+            self.finish_reason = finish
+            self.t_end = self.t_end or time.monotonic()
+        self.emit(Delta(self.index, text, len(self.output_ids), self.finish_reason, self.error))
 
     # ── metrics ────────────────────────────────────────────────────────────
     def metrics(self) -> dict[str, float | int]:

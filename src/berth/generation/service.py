@@ -19,11 +19,11 @@ from .sequence import Delta, Sequence
 if TYPE_CHECKING:
     from ..engine import Engine
     from ..registry.entry import Lease
-    from ..runtimes.lm import LMRuntime
+    from ..runtimes.lm import LanguageModel
 
 
 class Generation:
-    def __init__(self, lease: "Lease", runtime: "LMRuntime") -> None:
+    def __init__(self, lease: "Lease", runtime: "LanguageModel") -> None:
         self.lease = lease
         self.runtime = runtime
         self.loop = asyncio.get_running_loop()
@@ -81,22 +81,22 @@ class GenerationService:
         self.engine = engine
 
     async def open(self, model: str) -> Generation:
-        from ..runtimes.lm import LMRuntime
+        from ..runtimes.lm import LanguageModel
 
         lease = await self.engine.lease(model)
         runtime = lease.entry.runtime
-        if not isinstance(runtime, LMRuntime) or runtime.scheduler is None:
+        if not isinstance(runtime, LanguageModel) or runtime.scheduler is None:
             lease.release()
             raise InvalidInput(f"model '{model}' is not a language model")
         return Generation(lease, runtime)
 
     def stats(self) -> dict[str, Any]:
         """Counters of every resident language model's scheduler."""
-        from ..runtimes.lm import LMRuntime
+        from ..runtimes.lm import LanguageModel
 
         out: dict[str, Any] = {}
         for entry in self.engine.registry.resident():
             runtime = entry.runtime
-            if isinstance(runtime, LMRuntime) and runtime.scheduler is not None:
+            if isinstance(runtime, LanguageModel) and runtime.scheduler is not None:
                 out[entry.name] = runtime.scheduler.stats()
         return out

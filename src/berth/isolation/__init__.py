@@ -10,7 +10,9 @@ model FAILED and the Registry restarts it with an exponential back-off
 (:mod:`.backoff`) while the server and its other models go on.
 
 Modules: :mod:`.protocol` (the wire format), :mod:`.worker` (the child),
-:mod:`.runtime` (the proxy), :mod:`.backoff` (restart delays). pyzmq is imported only
+:mod:`.runtime` (the proxy), :mod:`.backoff` (restart delays), and for language models
+:mod:`.lm_worker` (the scheduler's side in the child) and :mod:`.lm_runtime` (the
+server's: tokenizer and a remote scheduler). pyzmq is imported only
 by the proxy and the worker, so a server with no isolated model never loads it.
 """
 
@@ -18,9 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-#: backends that can run in a worker process (batch runtimes; not ``lm``, whose
-#: continuous-batching scheduler lives in the server process)
-ISOLATABLE_BACKENDS = frozenset({"onnx", "torchscript", "torch_export", "paragon", "python"})
+#: backends that can run in a worker process (``lm``: its scheduler and weights there,
+#: its tokenizer in the server; see :mod:`.lm_runtime`)
+ISOLATABLE_BACKENDS = frozenset({"onnx", "torchscript", "torch_export", "paragon", "python", "lm"})
 
 
 def __getattr__(name: str) -> Any:

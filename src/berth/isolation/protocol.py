@@ -26,7 +26,7 @@ import msgpack
 import numpy as np
 
 PROTOCOL_VERSION = 1
-OPS = frozenset({"load", "signature", "run", "info", "memory", "ping", "shutdown"})
+OPS = frozenset({"load", "signature", "run", "info", "memory", "ping", "shutdown", "generate", "abort"})
 _KINDS = frozenset("biufc")  # bool, signed, unsigned, float, complex
 _MAX_HEADER_BYTES = 16 * 1024 * 1024
 
@@ -39,6 +39,13 @@ class ProtocolError(ValueError):
 
 def next_id() -> int:
     return next(_ids)
+
+
+def events_endpoint(endpoint: str) -> str:
+    """The worker's event (PUSH) socket: ``events`` beside the request socket's file."""
+    if not endpoint.startswith("ipc://"):
+        raise ValueError("worker endpoints are ipc:// paths")
+    return f"ipc://{PurePath(endpoint[len('ipc://'):]).parent / 'events'}"
 
 
 def wire_dtype(text: Any) -> np.dtype:

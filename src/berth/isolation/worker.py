@@ -5,7 +5,9 @@
 The server (:class:`~berth.isolation.runtime.ProcessRuntime`) makes the folder (0700,
 its own), starts this process and connects; the worker binds a REP socket there and
 serves the ops of :mod:`.protocol` in order: ``load`` builds the real runtime class by
-backend name, ``run`` runs one batch, ``shutdown`` unloads and exits. The worker ends
+backend name, ``run`` runs one batch, ``shutdown`` unloads and exits. A language model
+also takes ``generate`` and ``abort`` and streams what it generates on a PUSH socket
+beside the REP one (:mod:`.lm_worker`). The worker ends
 itself when the server goes away: on end-of-file on stdin (``--watch-stdin``; the
 server holds the pipe's other end, so even a killed server closes it) and when the
 server's socket disconnects. SIGINT is ignored so a Ctrl-C on the terminal lets the
@@ -22,7 +24,7 @@ import stat
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import psutil
@@ -30,16 +32,19 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from . import ISOLATABLE_BACKENDS
-from .protocol import OPS, ProtocolError, decode, encode, error_reply, signature_to_wire, zero_copy
+from .lm_worker import WorkerGeneration
+from .protocol import OPS, ProtocolError, decode, encode, error_reply, events_endpoint, signature_to_wire, zero_copy
 
 log = logging.getLogger("berth.isolation.worker")
 
 
 class Worker:
-    def __init__(self) -> None:
+    def __init__(self, send_event: Callable[[bytes], None] | None = None) -> None:
         self.runtime: Any = None
         self.process = psutil.Process()
         self.running = True
+        self.generation: WorkerGeneration | None = None
+        self._send_event = send_event
 
     def handle(self, header: dict[str, Any], tensors: dict[str, np.ndarray]) -> list[Any]:
         op = header.get("op")
@@ -72,6 +77,9 @@ class Worker:
         runtime = runtime_class(backend)(Path(str(header["path"])), placement, options)
         runtime.load()
         self.runtime = runtime
+        scheduler = getattr(runtime, "scheduler", None)
+        if scheduler is not None and self._send_event is not None:
+            self.generation = WorkerGeneration(scheduler, self._send_event)
         log.info("loaded %s model %s on %s", backend, Path(str(header["path"])).name, placement.framework_device)
         return {}, None
 
@@ -91,6 +99,19 @@ class Worker:
         device = self.runtime.device_memory_bytes() if self.runtime is not None else None
         return {"rss": int(self.process.memory_info().rss), "device": device}, None
 
+    def _generation(self) -> WorkerGeneration:
+        if self.generation is None:
+            raise RuntimeError("this worker's model does not generate")
+        return self.generation
+
+    def op_generate(self, header: dict[str, Any], _tensors: Any) -> tuple[dict[str, Any], None]:
+        self._generation().generate(header.get("sequences"))
+        return {}, None
+
+    def op_abort(self, header: dict[str, Any], _tensors: Any) -> tuple[dict[str, Any], None]:
+        self._generation().abort(header.get("keys"))
+        return {}, None
+
     def op_ping(self, _header: Any, _tensors: Any) -> tuple[dict[str, Any], None]:
         return {"pid": os.getpid()}, None
 
@@ -98,7 +119,7 @@ class Worker:
         self.running = False
         runtime, self.runtime = self.runtime, None
         if runtime is not None:
-            runtime.unload()
+            runtime.unload()  # a scheduler's unfinished sequences end with an error event
         return {}, None
 
 
@@ -131,11 +152,21 @@ def serve(endpoint: str) -> int:
     socket.setsockopt(zmq.LINGER, 0)
     socket.bind(endpoint)
     os.chmod(path, 0o600)
+    event_socket = context.socket(zmq.PUSH)
+    event_socket.setsockopt(zmq.LINGER, 0)
+    event_socket.bind(events_endpoint(endpoint))
+    os.chmod(events_endpoint(endpoint)[len("ipc://"):], 0o600)
+    events_lock = threading.Lock()  # ZeroMQ sockets are not thread-safe
+
+    def send_event(frame: bytes) -> None:
+        with events_lock:
+            event_socket.send(frame)
+
     monitor = socket.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
     poller = zmq.Poller()
     poller.register(socket, zmq.POLLIN)
     poller.register(monitor, zmq.POLLIN)
-    worker = Worker()
+    worker = Worker(send_event)
     peers = 0
     log.info("worker %d listening", os.getpid())
     try:
@@ -168,6 +199,8 @@ def serve(endpoint: str) -> int:
         socket.disable_monitor()
         monitor.close(0)
         socket.close(0)
+        with events_lock:
+            event_socket.close(0)
         context.term()
     return 0
 

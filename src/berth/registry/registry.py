@@ -383,9 +383,15 @@ class Registry:
         placement = RuntimePlacement(device.id, device.framework_device)
         runtime: Runtime
         if entry.spec.settings.isolation == "process":
-            from ..isolation.runtime import ProcessRuntime  # imports pyzmq only when used
+            # imports pyzmq only when used
+            if entry.spec.backend == "lm":
+                from ..isolation.lm_runtime import ProcessLMRuntime
 
-            runtime = ProcessRuntime(entry.spec.backend, path, placement, self._runtime_options(entry), name=entry.name)
+                runtime = ProcessLMRuntime(path, placement, self._runtime_options(entry), name=entry.name)
+            else:
+                from ..isolation.runtime import ProcessRuntime
+
+                runtime = ProcessRuntime(entry.spec.backend, path, placement, self._runtime_options(entry), name=entry.name)
         else:
             if (cls, device.framework_device) not in self._prepared:
                 cls.prepare(device.framework_device)

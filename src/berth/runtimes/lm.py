@@ -10,7 +10,10 @@ The Registry loads, measures, leases and evicts this runtime like any other. Bey
 the :class:`~berth.runtimes.base.Runtime` contract (``run`` = one forward pass,
 ``input_ids`` → ``logits``, which the V2 API can call), it owns a
 :class:`~berth.generation.BatchScheduler`: the continuous-batching decode loop, started
-at load and stopped (its sequences failed) at unload.
+at load and stopped (its sequences failed) at unload. With ``isolation: process`` this
+class runs in the model's worker process and the server holds a
+:class:`~berth.isolation.lm_runtime.ProcessLMRuntime` instead; both are a
+:class:`LanguageModel`.
 
 Model ``options`` (config.yaml): ``max_running`` (16), ``max_waiting`` (64),
 ``prefill_budget`` (2048 tokens per iteration), ``max_n`` (8), ``default_max_tokens``
@@ -46,7 +49,40 @@ def _offline() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
-class LMRuntime(Runtime):
+class LanguageModel:
+    """What the generation front ends need of a language model, wherever it runs:
+    text ↔ token ids (its tokenizer and chat template), its context length and its
+    scheduler. :class:`LMRuntime` (in the server) and
+    :class:`~berth.isolation.lm_runtime.ProcessLMRuntime` (weights and scheduler in a
+    worker process, tokenizer here) both are one."""
+
+    tokenizer: Any = None
+    chat_template: str | None = None
+    context_length: int = 0
+    scheduler: Any = None
+
+    def load_tokenizer(self, folder: Path) -> None:
+        _offline()
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+        self.chat_template = getattr(self.tokenizer, "chat_template", None)
+
+    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False))
+
+    def render_chat(self, messages: list[dict[str, Any]]) -> str:
+        if not self.chat_template:
+            # no template: a plain role-tagged transcript, ending where the answer goes
+            lines = [f"{m['role']}: {m['content']}" for m in messages]
+            return "\n".join(lines) + "\nassistant:"
+        return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+
+
+class LMRuntime(LanguageModel, Runtime):
     backend = "lm"
     platform = "transformers_causal_lm"
 
@@ -54,10 +90,6 @@ class LMRuntime(Runtime):
         super().__init__(path, placement, options)
         self.folder = path if path.is_dir() else path.parent
         self.model: Any = None
-        self.tokenizer: Any = None
-        self.scheduler: Any = None
-        self.chat_template: str | None = None
-        self.context_length = 0
         self.eos_ids: frozenset[int] = frozenset()
         self._signature: Signature | None = None
         self._details: dict[str, Any] = {}
@@ -73,7 +105,7 @@ class LMRuntime(Runtime):
     def load(self) -> None:
         _offline()
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM
 
         from ..generation import BatchScheduler
 
@@ -84,12 +116,11 @@ class LMRuntime(Runtime):
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype_name)
         if dtype is None:
             raise ValueError(f"options.dtype must be float32, bfloat16 or float16, not {dtype_name!r}")
-        self.tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True, trust_remote_code=False)
+        self.load_tokenizer(self.folder)
         model = AutoModelForCausalLM.from_pretrained(
             self.folder, local_files_only=True, trust_remote_code=False, dtype=dtype, attn_implementation="sdpa",
         )
         self.model = model.to(device).eval()
-        self.chat_template = getattr(self.tokenizer, "chat_template", None)
         self.context_length = int(
             getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
         )
@@ -165,20 +196,6 @@ class LMRuntime(Runtime):
         self.scheduler = None
         self.model = None
         self.tokenizer = None
-
-    # ── text ───────────────────────────────────────────────────────────────
-    def encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
-
-    def decode(self, ids: list[int]) -> str:
-        return str(self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False))
-
-    def render_chat(self, messages: list[dict[str, Any]]) -> str:
-        if not self.chat_template:
-            # no template: a plain role-tagged transcript, ending where the answer goes
-            lines = [f"{m['role']}: {m['content']}" for m in messages]
-            return "\n".join(lines) + "\nassistant:"
-        return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
 
     # ── the Runtime contract ───────────────────────────────────────────────
     @property
