@@ -11,7 +11,7 @@ then, in the same run:
   sends ``max(8, 2 × concurrency)`` requests, ``concurrency`` at a time), measuring
   time to first token per request and generated tokens/s over the whole level.
 
-Usage: ``python bench/llm.py [--tokens 64] [--demo var/demo]``
+Usage: ``python bench/llm.py [--tokens 64] [--demo var/demo] [--isolation process]``
 """
 
 from __future__ import annotations
@@ -136,6 +136,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--demo", type=Path, default=ROOT / "var" / "demo")
+    parser.add_argument("--isolation", choices=["thread", "process"], default="thread",
+                        help="process: the model and its decode loop in an executor process (seed 002's split)")
     args = parser.parse_args()
     folder = args.demo / "llm" / "models" / "tinyllama"
     port = _free_port()
@@ -143,7 +145,7 @@ def main() -> int:
         config = Path(tmp) / "berth.yaml"
         config.write_text(
             f"server: {{http_port: {port}, grpc_port: {_free_port()}}}\n"
-            f"models:\n  tinyllama:\n    model_path: {folder}\n    preload: true\n"
+            f"models:\n  tinyllama:\n    model_path: {folder}\n    preload: true\n    isolation: {args.isolation}\n"
             "    options: {max_running: 32, max_waiting: 256}\n"
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
@@ -162,7 +164,7 @@ def main() -> int:
             else:
                 raise SystemExit("server did not start:\n" + (Path(tmp) / "server.log").read_text())
             base = baseline(folder / "1", 8, args.tokens)
-            print(f"model: tinyllama (demo), {args.tokens} new tokens per request, greedy, CPU")
+            print(f"model: tinyllama (demo), {args.tokens} new tokens per request, greedy, CPU, isolation: {args.isolation}")
             print(f"sequential model.generate(): {base['requests']} requests, {base['tokens_per_s']:.1f} tokens/s, "
                   f"{base['latency_p50_ms']:.0f} ms per request (p50)")
             print(f"bare cached decode loop in-process (batch 1, the one-sequence ceiling): {base['loop_tokens_per_s']:.1f} tokens/s")

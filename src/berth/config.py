@@ -143,6 +143,14 @@ class OnnxConfig(_Section):
     providers: list[str] | None = None
 
 
+class TorchConfig(_Section):
+    #: torch's intra-op threads in the server process, for every torch and lm model
+    #: there (torch has one pool per process). None: every CPU this process may run on
+    #: but one, which stays free for the event loop. An ``isolation: process`` model
+    #: may set its own with ``options.torch_threads``.
+    intra_op_threads: int | None = Field(None, ge=1, le=256)
+
+
 class TensorConfig(_Section):
     """A declared input or output, for runtimes whose files do not carry a signature."""
 
@@ -256,6 +264,7 @@ class BerthConfig(_Section):
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
     devices: list[DeviceConfig] = Field(default_factory=list)
     onnx: OnnxConfig = Field(default_factory=OnnxConfig)
+    torch: TorchConfig = Field(default_factory=TorchConfig)
     emg: EmgConfig = Field(default_factory=EmgConfig)
     repository: str | None = None
     default_model: str | None = None
@@ -307,6 +316,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "gpus": GpusConfig,
     "capacity": CapacityConfig,
     "onnx": OnnxConfig,
+    "torch": TorchConfig,
     "emg": EmgConfig,
 }
 

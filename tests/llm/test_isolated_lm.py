@@ -39,8 +39,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path):
         demo_dir,
         onnx=True,
         models={
-            LLAMA: {"isolation": "process"},
-            HERE: {"model_path": folder, "preload": True},
+            LLAMA: {"isolation": "process", "options": {"torch_threads": 2}},
+            HERE: {"model_path": folder, "preload": True, "options": {"torch_threads": 2}},
             TIGHT: {"model_path": folder, "isolation": "process", "options": {"max_running": 1, "max_waiting": 1}},
         },
     )
@@ -80,6 +80,17 @@ def test_the_weights_live_in_a_worker_process(server, oai: openai.OpenAI) -> Non
     assert model["memory_mb"] > 50
     answer = oai.chat.completions.create(model=LLAMA, messages=[{"role": "user", "content": "What does len do?"}], temperature=0, max_tokens=16)
     assert answer.choices[0].message.content and answer.usage.completion_tokens >= 1
+
+
+def test_torch_threads_are_the_workers_own_or_the_servers(server) -> None:
+    """torch has one thread pool per process: an isolated model may size its own; in
+    the server every torch model shares the server-wide count (one core fewer than the
+    process may use, so the event loop keeps one), whatever a model asks for."""
+    isolated = httpx.get(f"{server.url}/v1/models/{LLAMA}", timeout=10).json()["berth"]
+    here = httpx.get(f"{server.url}/v1/models/{HERE}", timeout=10).json()["berth"]
+    assert isolated["isolation"] == "process" and isolated["torch_threads"] == 2
+    assert "isolation" not in here
+    assert here["torch_threads"] == max(1, len(os.sched_getaffinity(server.process.pid)) - 1)
 
 
 def test_isolated_greedy_output_equals_in_process(oai: openai.OpenAI) -> None:

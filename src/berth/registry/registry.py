@@ -34,6 +34,7 @@ from ..isolation.backoff import CrashBackoff
 from ..repository import ModelSpec, Repository
 from ..runtimes import Placement as RuntimePlacement
 from ..runtimes import Runtime, runtime_class
+from ..runtimes.base import default_intra_op_threads
 from ..scheduling import Batcher, DeviceWorkers
 from .capacity import Limits, Verdict, plan_room
 from .devices import Device
@@ -44,6 +45,7 @@ from .placement import Placement
 log = logging.getLogger("berth.registry")
 
 _MB = 1024 * 1024
+_TORCH_BACKENDS = frozenset({"torchscript", "torch_export", "lm"})
 _PATHS = re.compile(r"(?:[A-Za-z]:)?[\\/][^\s'\"]+")
 FAILED_RETRY_S = 30.0
 
@@ -375,6 +377,12 @@ class Registry:
             options.setdefault("intra_op_threads", self.config.onnx.intra_op_threads)
         if self.config.onnx.providers:
             options.setdefault("providers", self.config.onnx.providers)
+        if entry.spec.backend in _TORCH_BACKENDS:
+            # torch has one thread pool per process: in the server it is the config's;
+            # a model in its own worker process may choose its own
+            server_wide = self.config.torch.intra_op_threads or default_intra_op_threads()
+            own = settings.options.get("torch_threads") if settings.isolation == "process" else None
+            options["torch_threads"] = own or server_wide
         return options
 
     def _load_blocking(self, entry: ModelEntry, device: Device) -> tuple[Runtime, int]:

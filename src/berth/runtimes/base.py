@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
@@ -58,6 +59,11 @@ class Signature:
             "inputs": [s.to_dict() for s in self.inputs],
             "outputs": [s.to_dict() for s in self.outputs],
         }
+
+
+def default_intra_op_threads() -> int:
+    """Every CPU this process may run on but one (left to the event loop), at least 1."""
+    return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,10 @@ class LMRuntime(LanguageModel, Runtime):
 
         from ..generation import BatchScheduler
 
+        from .torch import use_torch_threads
+
         opts = self.options
+        use_torch_threads(opts.get("torch_threads"))
         device = torch.device(self.placement.framework_device)
         config = AutoConfig.from_pretrained(self.folder, local_files_only=True, trust_remote_code=False)
         dtype_name = str(opts.get("dtype", "float32"))
@@ -139,6 +142,7 @@ class LMRuntime(LanguageModel, Runtime):
             "dtype": dtype_name,
             "chat_template": self.chat_template is not None,
             "reasoning": bool(self.chat_template and "<think>" in self.chat_template),
+            "torch_threads": torch.get_num_threads(),
         }
         self.scheduler = BatchScheduler(
             self.folder.parent.name if self.folder.name.isdigit() else self.folder.name,

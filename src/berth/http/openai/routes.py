@@ -172,8 +172,10 @@ class OpenAIApi:
         state = entry.state.value if entry is not None else "UNLOADED"
         stats = self.serving.service.stats().get(name)
         berth: dict[str, Any] = {"state": state}
-        if entry is not None and entry.info.get("context_length"):
-            berth["context_length"] = entry.info["context_length"]
+        if entry is not None:
+            for key in ("context_length", "torch_threads", "isolation"):
+                if entry.info.get(key):
+                    berth[key] = entry.info[key]
         if stats is not None:
             berth["running"] = stats["running"]
             berth["waiting"] = stats["waiting"]
