@@ -3,7 +3,8 @@
 For N = 10, 50, 100 streams (``--levels``), each for ``--seconds``, this reports the
 delivered frame rate per stream (its ratio to the 30 fps target is the ceiling
 ratio), the interval between frames as the client receives them (p50/p99; 33.3 ms
-is perfect), how late the server started frames (its ``late_ms``, p99), the frames it
+is perfect), how late the server started frames (its ``late_ms``, p99), the delivery
+lag from the server's event ``timestamp`` to the event parsed in the client, the frames it
 missed or dropped, and the mean batch size the model ran — the streams' frames meet
 in the model's batcher. The server is pinned to CPU core 0 and the client (berth's
 own AsyncClient, one process) to core 1 when the machine has two or more cores.
@@ -82,6 +83,7 @@ async def one_stream(client: object, seconds: float, fps: float, arrivals: list[
     async for event in client.iter_stream(duration_seconds=seconds, fps=fps, use_tensorrt=True):  # type: ignore[attr-defined]
         if "prediction" in event:
             arrivals.append(time.monotonic())
+            event["lag_ms"] = (time.time() - event["timestamp"]) * 1000.0  # server's put → parsed here
             events.append(event)
         else:
             return event
@@ -99,12 +101,14 @@ async def level(url: str, n: int, seconds: float, fps: float) -> list[object]:
     delivered = np.array([len(e) / seconds for e in events])
     intervals = np.concatenate([np.diff(a) for a in arrivals if len(a) > 1]) * 1000.0
     late = np.array([e["late_ms"] for stream in events for e in stream])
+    lag = np.array([e["lag_ms"] for stream in events for e in stream])
     batches = np.array([e["batch_size"] for stream in events for e in stream])
     missed = sum(f.get("missed_frames", 0) for f in finals)
     dropped = sum(f.get("dropped_events", 0) for f in finals)
     return [
         n, f"{delivered.mean():.2f}", f"{delivered.min():.2f}", f"{delivered.mean() / fps:.3f}",
         f"{np.percentile(intervals, 50):.1f}", f"{np.percentile(intervals, 99):.1f}", f"{np.percentile(late, 99):.1f}",
+        f"{np.percentile(lag, 50):.1f} / {np.percentile(lag, 99):.1f}",
         missed, dropped, len(errors), f"{batches.mean():.2f}",
     ]
 
@@ -128,7 +132,7 @@ def main() -> None:
     print(f"{args.fps:g} fps streams for {args.seconds:g} s each; server on core 0, client on core 1" if split else "")
     print(table(
         ["streams", "fps/stream mean", "fps/stream min", "ratio to target", "interval p50 ms", "interval p99 ms",
-         "server late p99 ms", "missed", "dropped", "errors", "mean batch"],
+         "server late p99 ms", "delivery lag p50/p99 ms", "missed", "dropped", "errors", "mean batch"],
         rows,
     ))
 

@@ -10,6 +10,7 @@ repository → runtime → transformers path is what loads them.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,37 @@ def gen_stats(server: BerthServer, model: str) -> dict[str, Any]:
     return httpx.get(f"{server.url}/v1/generation/stats", timeout=10).json()["models"].get(model, {})
 
 
+def assert_disconnect_aborts(server: BerthServer, model: str) -> None:
+    """A client that drops a running stream frees its sequence within moments."""
+    body = {"model": model, "prompt": "The", "max_tokens": 500, "temperature": 0, "stream": True, "ignore_eos": True}
+    before = gen_stats(server, model).get("aborted", 0)
+    with httpx.stream("POST", f"{server.url}/v1/completions", json=body, timeout=30) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        for _ in range(6):
+            next(lines)
+        assert gen_stats(server, model)["running"] == 1
+    assert wait_for(lambda: gen_stats(server, model)["running"] == 0, timeout=5)
+    assert gen_stats(server, model)["aborted"] == before + 1
+
+
+def flood(oai: openai.OpenAI, model: str, count: int, max_tokens: int) -> tuple[list[openai.RateLimitError], list[Any]]:
+    """``count`` long greedy completions at once: (the refused ones, the answers)."""
+
+    def long_request(_: int) -> Any:
+        try:
+            return oai.completions.create(model=model, prompt="The", max_tokens=max_tokens, temperature=0, extra_body={"ignore_eos": True})
+        except openai.RateLimitError as exc:
+            return exc
+
+    with cf.ThreadPoolExecutor(count) as pool:
+        results = list(pool.map(long_request, range(count)))
+    refused = [r for r in results if isinstance(r, openai.RateLimitError)]
+    served = [r for r in results if not isinstance(r, Exception)]
+    assert len(refused) + len(served) == count, results
+    return refused, served
+
+
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -71,4 +103,6 @@ def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> b
     return False
 
 
-__all__ = ["DEMO_DIR", "GPT", "LLAMA", "client", "gen_stats", "lm_dir", "lm_server", "wait_for"]
+__all__ = [
+    "DEMO_DIR", "GPT", "LLAMA", "assert_disconnect_aborts", "client", "flood", "gen_stats", "lm_dir", "lm_server", "wait_for",
+]

@@ -11,7 +11,6 @@ back on its own.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import os
 import signal
 from pathlib import Path
@@ -22,7 +21,7 @@ import openai
 import psutil
 import pytest
 
-from llm_fixtures import LLAMA, client, gen_stats, lm_dir, lm_server, wait_for
+from llm_fixtures import LLAMA, assert_disconnect_aborts, client, flood, gen_stats, lm_dir, lm_server, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -129,34 +128,15 @@ def test_seed_n_and_stop_work_across_the_process_boundary(oai: openai.OpenAI) ->
 
 
 def test_disconnect_aborts_the_sequence_in_the_worker(server) -> None:
-    body = {"model": LLAMA, "prompt": "The", "max_tokens": 500, "temperature": 0, "stream": True, "ignore_eos": True}
-    before = gen_stats(server, LLAMA).get("aborted", 0)
-    with httpx.stream("POST", f"{server.url}/v1/completions", json=body, timeout=30) as response:
-        assert response.status_code == 200
-        lines = response.iter_lines()
-        for _ in range(6):
-            next(lines)
-        assert gen_stats(server, LLAMA)["running"] == 1
-    assert wait_for(lambda: gen_stats(server, LLAMA)["running"] == 0, timeout=5)
-    stats = gen_stats(server, LLAMA)
-    assert stats["aborted"] == before + 1
+    assert_disconnect_aborts(server, LLAMA)
     # the worker's decode loop stopped stepping it: its step count stays put
-    steps = stats["decode_steps"]
+    steps = gen_stats(server, LLAMA)["decode_steps"]
     assert not wait_for(lambda: gen_stats(server, LLAMA)["decode_steps"] > steps, timeout=0.5)
 
 
 def test_a_full_waiting_queue_is_429_at_once(oai: openai.OpenAI, server) -> None:
-    def long_request(_: int) -> Any:
-        try:
-            return _complete(oai, TIGHT, "The", max_tokens=300)
-        except openai.RateLimitError as exc:
-            return exc
-
-    with cf.ThreadPoolExecutor(6) as pool:
-        results = list(pool.map(long_request, range(6)))
-    refused = [r for r in results if isinstance(r, openai.RateLimitError)]
-    served = [r for r in results if not isinstance(r, Exception)]
-    assert len(refused) + len(served) == 6 and len(refused) >= 3, results
+    refused, served = flood(oai, TIGHT, 6, 300)
+    assert len(refused) >= 3, (refused, served)
     assert all(e.status_code == 429 and int(e.response.headers["retry-after"]) >= 1 for e in refused)
     assert all(a.choices[0].finish_reason == "length" and a.usage.completion_tokens == 300 for a in served)
     stats = gen_stats(server, TIGHT)

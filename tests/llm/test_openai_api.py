@@ -17,7 +17,7 @@ import numpy as np
 import openai
 import pytest
 
-from llm_fixtures import GPT, LLAMA, client, gen_stats, lm_server, wait_for
+from llm_fixtures import GPT, LLAMA, assert_disconnect_aborts, client, lm_server
 from models import softmax, write_linear_softmax
 
 pytestmark = pytest.mark.timeout(180)
@@ -245,17 +245,7 @@ def test_batched_greedy_equals_alone(oai: openai.OpenAI, server) -> None:
 
 
 def test_disconnect_frees_the_sequence(server) -> None:
-    body = {"model": LLAMA, "prompt": "The", "max_tokens": 500, "temperature": 0, "stream": True, "ignore_eos": True}
-    before = gen_stats(server, LLAMA).get("aborted", 0)
-    with httpx.stream("POST", f"{server.url}/v1/completions", json=body, timeout=30) as response:
-        assert response.status_code == 200
-        lines = response.iter_lines()
-        for _ in range(6):
-            next(lines)
-        assert gen_stats(server, LLAMA)["running"] == 1
-    assert wait_for(lambda: gen_stats(server, LLAMA)["running"] == 0, timeout=5)
-    stats = gen_stats(server, LLAMA)
-    assert stats["aborted"] == before + 1
+    assert_disconnect_aborts(server, LLAMA)
 
 
 def test_two_lms_and_an_onnx_model_side_by_side(oai: openai.OpenAI, server, tmp_path: Path) -> None:

@@ -9,14 +9,12 @@ queue is empty and new requests are served again.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 from pathlib import Path
 
 import httpx
-import openai
 import pytest
 
-from llm_fixtures import LLAMA, client, gen_stats, lm_server, wait_for
+from llm_fixtures import LLAMA, client, flood, gen_stats, lm_server, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -25,17 +23,7 @@ def test_full_waiting_queue_is_429(tmp_path: Path, demo_dir: Path) -> None:
     server = lm_server(tmp_path / "server", demo_dir, models={LLAMA: {"options": {"max_running": 1, "max_waiting": 1}}})
     oai = client(server)
     try:
-        def long_request(_: int):
-            try:
-                return oai.completions.create(model=LLAMA, prompt="The", max_tokens=500, temperature=0, extra_body={"ignore_eos": True})
-            except openai.RateLimitError as exc:
-                return exc
-
-        with cf.ThreadPoolExecutor(6) as pool:
-            results = list(pool.map(long_request, range(6)))
-        refused = [r for r in results if isinstance(r, openai.RateLimitError)]
-        served = [r for r in results if not isinstance(r, Exception)]
-        assert len(refused) + len(served) == 6
+        refused, served = flood(oai, LLAMA, 6, 500)
         assert len(refused) >= 3, f"only {len(refused)} of 6 refused"
         for error in refused:
             assert error.status_code == 429

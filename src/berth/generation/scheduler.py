@@ -43,7 +43,24 @@ class QueueFull(Overloaded):
 TOKENS_PER_SECOND = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
 
 
-class BatchScheduler:
+class SequenceHistograms:
+    """Time to first token, decode speed and queue time of finished sequences (for
+    /metrics); written by one thread, the one that sees sequences finish."""
+
+    def __init__(self) -> None:
+        self.ttft = Histogram()
+        self.tps = Histogram(TOKENS_PER_SECOND)
+        self.queue_time = Histogram()
+
+    def record(self, seq: Sequence) -> None:
+        metrics = seq.metrics()
+        self.ttft.observe(metrics["ttft_ms"] / 1000.0)
+        self.queue_time.observe(metrics["queue_ms"] / 1000.0)
+        if metrics["tokens_per_s"]:
+            self.tps.observe(float(metrics["tokens_per_s"]))
+
+
+class BatchScheduler(SequenceHistograms):
     def __init__(
         self,
         name: str,
@@ -75,10 +92,7 @@ class BatchScheduler:
         self._cv = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        # per finished sequence, for /metrics (written only by the decode thread)
-        self.ttft = Histogram()
-        self.tps = Histogram(TOKENS_PER_SECOND)
-        self.queue_time = Histogram()
+        super().__init__()  # histograms of finished sequences, written by the decode thread
         self.counters = {
             "submitted": 0, "finished": 0, "aborted": 0, "failed": 0, "rejected": 0,
             "prompt_tokens": 0, "generated_tokens": 0, "decode_steps": 0, "decode_rows": 0, "prefills": 0,
@@ -246,7 +260,7 @@ class BatchScheduler:
                 self.counters["aborted"] += 1
                 seq.abort()
             elif seq.finished:
-                self._record(seq)
+                self.record(seq)
                 continue
             else:
                 keep.append(row)
@@ -255,13 +269,6 @@ class BatchScheduler:
         with self._cv:
             self._running = [self._running[i] for i in keep]
         self._batch.keep(keep)
-
-    def _record(self, seq: Sequence) -> None:
-        metrics = seq.metrics()
-        self.ttft.observe(metrics["ttft_ms"] / 1000.0)
-        self.queue_time.observe(metrics["queue_ms"] / 1000.0)
-        if metrics["tokens_per_s"]:
-            self.tps.observe(float(metrics["tokens_per_s"]))
 
     def _decode_step(self) -> None:
         running = self._running

@@ -33,9 +33,8 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..generation.scheduler import TOKENS_PER_SECOND, QueueFull
+from ..generation.scheduler import QueueFull, SequenceHistograms
 from ..generation.sequence import Sequence
-from ..histogram import Histogram
 from ..runtimes.base import Placement
 from ..runtimes.lm import LanguageModel
 from .lm_worker import sampling_to_wire
@@ -49,7 +48,7 @@ _POLL_MS = 100  # how often the events thread looks whether it should stop
 _WORKER_COUNTERS = ("cache_tokens", "mean_batch_size", "decode_steps", "decode_rows", "prefills")
 
 
-class RemoteScheduler:
+class RemoteScheduler(SequenceHistograms):
     """A :class:`~berth.generation.BatchScheduler` look-alike whose decode loop runs in
     the worker process; see the module docstring."""
 
@@ -70,9 +69,7 @@ class RemoteScheduler:
         }
         self._control: queue.SimpleQueue[tuple[str, Any] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self.ttft = Histogram()
-        self.tps = Histogram(TOKENS_PER_SECOND)
-        self.queue_time = Histogram()
+        super().__init__()  # histograms of finished sequences, written by the events thread
 
     # ── lifecycle ──────────────────────────────────────────────────────────
     def start(self, events_socket: Any) -> None:
@@ -214,14 +211,7 @@ class RemoteScheduler:
                 self.counters[outcome] += 1
         seq.apply_remote(event)
         if finish is not None and finish not in ("abort", "error"):
-            self._record(seq)
-
-    def _record(self, seq: Sequence) -> None:
-        metrics = seq.metrics()
-        self.ttft.observe(metrics["ttft_ms"] / 1000.0)
-        self.queue_time.observe(metrics["queue_ms"] / 1000.0)
-        if metrics["tokens_per_s"]:
-            self.tps.observe(float(metrics["tokens_per_s"]))
+            self.record(seq)
 
 
 class ProcessLMRuntime(LanguageModel, ProcessRuntime):
