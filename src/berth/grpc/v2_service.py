@@ -278,8 +278,9 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
             name=row["name"],
             version=row["version"],
             last_inference=int(last_used * 1000) if last_used else 0,
-            # berth counts requests served (a request of several rows counts once)
-            inference_count=count,
+            # Triton's meaning, as over HTTP: every batch item is an inference, so a
+            # request of several rows counts each; the durations below count requests
+            inference_count=int(stats["batch_rows"]),
             execution_count=int(stats["batches"]),
         )
         inference = result.inference_stats

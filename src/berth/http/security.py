@@ -20,9 +20,10 @@ in constant time and never logged.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-import re
 import math
+import re
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -62,6 +63,7 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
+@functools.lru_cache(maxsize=4096)  # bounded: paths come from clients; hot paths repeat
 def classify(method: str, path: str) -> str | None:
     """The class of a request, or None when no rule names it (then it is treated as admin)."""
     lookup = "GET" if method in ("HEAD", "OPTIONS") else method

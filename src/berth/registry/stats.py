@@ -89,5 +89,6 @@ class ModelStats:
             "p99_inference_ms": None if p99 is None else round(p99, 4),
             "mean_queue_ms": round(self._queue_sum_ms / self.inference_count, 4) if self.inference_count else None,
             "batches": self.batches,
+            "batch_rows": self.batch_rows,
             "mean_batch_size": round(self.batch_rows / self.batches, 3) if self.batches else None,
         }

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import orjson
@@ -103,8 +103,15 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
     if timeout_us is not None and (not isinstance(timeout_us, int) or isinstance(timeout_us, bool) or timeout_us <= 0):
         raise InvalidInput("parameter 'timeout' must be a positive integer (microseconds)")
 
-    # proven plain, every ``data`` array holds only numbers: numpy may convert it directly
-    plain = numbers_only(json_part, document)
+    proven: list[bool] = []
+
+    def plain() -> bool:
+        """Every ``data`` array holds only numbers, so numpy may convert them directly
+        (asked only when an input comes as JSON data, and answered once)."""
+        if not proven:
+            proven.append(numbers_only(json_part, document))
+        return proven[0]
+
     inputs = _inputs(document.get("inputs"), binary, header_length is not None, plain)
     outputs = _requested_outputs(document.get("outputs"))
     return InferRequest(request_id, inputs, outputs, binary_output, timeout_us)
@@ -118,7 +125,7 @@ def _parameters(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def _inputs(value: Any, binary: memoryview, has_binary_header: bool, plain: bool) -> dict[str, np.ndarray]:
+def _inputs(value: Any, binary: memoryview, has_binary_header: bool, plain: Callable[[], bool]) -> dict[str, np.ndarray]:
     if not isinstance(value, list) or not value:
         raise InvalidInput("'inputs' must be a non-empty array of input tensors")
     arrays: dict[str, np.ndarray] = {}
@@ -159,7 +166,7 @@ def _inputs(value: Any, binary: memoryview, has_binary_header: bool, plain: bool
         else:
             if "data" not in item:
                 raise InvalidInput(f"input '{name}' has neither 'data' nor a binary_data_size parameter")
-            arrays[name] = _json_tensor(name, datatype, dtype, shape, count, item["data"], plain)
+            arrays[name] = _json_tensor(name, datatype, dtype, shape, count, item["data"], plain())
     if offset != len(binary):
         raise InvalidInput(
             f"the binary section holds {len(binary)} bytes but the inputs' binary_data_size values add up to {offset}"
