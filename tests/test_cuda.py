@@ -64,3 +64,54 @@ def test_torch_model_on_cuda_measures_allocator_delta(tmp_path: Path) -> None:
     assert small["accelerated"] is cuda_ep
     assert ("CUDAExecutionProvider" in small["providers"]) is cuda_ep
     print("onnxruntime providers:", small["providers"], "big model memory MB:", big["memory_mb"])
+
+
+def test_language_model_on_cuda_in_the_server_and_in_an_executor_process() -> None:
+    """The demo LM on the GPU twice: on the server's threads and in its own worker
+    process (weights and decode loop there, tokenizer here). Both land on cuda:0, both
+    are charged device memory, and greedy decoding gives the same text in both."""
+    from berth.generation import SamplingParams
+    from berth.generation.service import GenerationService
+    from tests.conftest import DEMO_DIR
+
+    folder = DEMO_DIR / "llm" / "models" / "tinyllama"
+    if not folder.is_dir():
+        pytest.skip("the demo LMs are not built (berth demo build)")
+
+    async def generate(service: GenerationService, model: str) -> str:
+        generation = await service.open(model)
+        try:
+            ids = generation.runtime.encode("Return the number of items", add_special_tokens=True)
+            generation.add(ids, SamplingParams(24, 0.0, ignore_eos=True))
+            generation.submit()
+            async for _ in generation.deltas():
+                pass
+            (seq,) = generation.sequences
+            assert seq.finish_reason == "length" and len(seq.output_ids) == 24
+            return seq.text
+        finally:
+            generation.close()
+
+    async def scenario() -> tuple[dict, dict, str, str]:
+        models = {
+            "here": {"model_path": str(folder), "preload": True},
+            "worker": {"model_path": str(folder), "preload": True, "isolation": "process"},
+        }
+        engine = Engine(load_config(overrides={"models": models}))
+        await engine.start()
+        try:
+            service = GenerationService(engine)
+            here, worker = await generate(service, "here"), await generate(service, "worker")
+            rows = {m["name"]: m for m in engine.list_models()}
+            return rows["here"], rows["worker"], here, worker
+        finally:
+            await engine.stop()
+
+    here, worker, here_text, worker_text = asyncio.run(scenario())
+    assert here["device"] == worker["device"] == "cuda:0"
+    assert here["accelerated"] and worker["accelerated"]
+    assert here_text == worker_text and here_text
+    assert here["memory_measured"] and here["memory_mb"] > 0.5
+    # the worker's share includes its own CUDA context: device-wide memory before and after
+    assert worker["memory_measured"] and worker["memory_mb"] > here["memory_mb"]
+    print("LM on cuda: in-process", here["memory_mb"], "MB; in a worker", worker["memory_mb"], "MB; text", repr(here_text))
