@@ -20,14 +20,12 @@ from .quotas import KeyQuotas
 from .registry import ModelEntry, ModelState, Registry, discover_devices
 from .registry.entry import Lease
 from .runtimes.base import Signature, TensorSpec
-from .tensors import v2_datatype
+from .tensors import MAX_TENSOR_ELEMENTS, v2_datatype
 from .scheduling import InferResult
 
 log = logging.getLogger("berth.engine")
 
 _MB = 1024 * 1024
-#: largest number of elements one request tensor may hold (bounded before any allocation)
-MAX_TENSOR_ELEMENTS = 64 * 1024 * 1024
 
 
 @dataclass(slots=True)

@@ -1,10 +1,16 @@
-"""Datatype names and small tensor helpers shared by every front end.
+"""Datatype names and the tensor codec shared by every front end and the client.
 
 The V2 protocol names datatypes ``FP32``, ``INT64`` …; numpy names them ``float32``,
-``int64``. One table here maps between them so no front end grows its own.
+``int64``. One table here maps between them so no front end grows its own, and one
+raw-bytes codec (below) reads and writes tensors for gRPC, the HTTP binary extension
+and the Python client alike.
 """
 
 from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,3 +65,118 @@ def checked_element_count(shape: tuple[int, ...] | list[int], limit: int) -> int
         if count > limit:
             raise OverflowError(f"shape {list(shape)} has more than {limit} elements")
     return count
+
+
+# ── raw tensor bytes ─────────────────────────────────────────────────────────
+# One codec for every V2 wire form that carries tensors as bytes: gRPC
+# ``raw_input_contents`` / ``raw_output_contents``, the HTTP binary extension, and the
+# Python client reading the server's answers. Raw bytes are little-endian and
+# row-major; BOOL is one byte per element, 0 or 1; BYTES is each element's 4-byte
+# little-endian length, then its bytes.
+#
+# Decoding refuses anything that does not fit exactly, so client and server refuse
+# the same data. The functions raise :class:`TensorDataError` whose message starts
+# with the caller's ``label`` (``"input 'x'"``); server code re-raises it as its own
+# error type, the client lets it through as the ValueError it is.
+
+#: largest number of elements one tensor may hold (bounded before any allocation); the
+#: Engine's limit, kept here so that the client can use it without importing the server
+MAX_TENSOR_ELEMENTS = 64 * 1024 * 1024
+
+_LENGTH = struct.Struct("<I")
+
+
+class TensorDataError(ValueError):
+    """Tensor bytes that do not fit their datatype and shape."""
+
+
+def array_from_raw(raw: bytes | memoryview, datatype: str, shape: Sequence[int], count: int, *, label: str) -> np.ndarray:
+    """The array that ``raw`` holds for a V2 ``datatype`` and ``shape``.
+
+    ``count`` is the shape's element count, already bounded by the caller
+    (:func:`checked_element_count`). Numeric and BOOL arrays are read-only views over
+    ``raw`` (no copy); BYTES elements are copied out into an object array.
+    """
+    if datatype == "BYTES":
+        return decode_bytes_elements(raw, count, label=label).reshape(shape)
+    dtype = V2_TO_NUMPY.get(datatype)
+    if dtype is None:
+        raise TensorDataError(f"{label} has datatype '{datatype[:32]}', which numpy cannot hold")
+    expected = count * dtype.itemsize
+    if len(raw) != expected:
+        raise TensorDataError(f"{label} has {len(raw)} raw bytes; {datatype} {list(shape)} needs {expected}")
+    if datatype == "BOOL":
+        return bools_from_raw(raw, count, label=label).reshape(shape)
+    return np.frombuffer(raw, dtype=dtype.newbyteorder("<"), count=count).reshape(shape)
+
+
+def bools_from_raw(raw: bytes | memoryview, count: int, *, label: str) -> np.ndarray:
+    """``count`` BOOL elements, one byte each, as a flat read-only view over ``raw``.
+
+    numpy would take any non-zero byte as True; refusing them keeps a BOOL tensor's
+    bytes meaning one thing on every side.
+    """
+    octets = np.frombuffer(raw, dtype=np.uint8, count=count)
+    if count and int(octets.max()) > 1:
+        raise TensorDataError(f"{label}: BOOL elements must be bytes 0 or 1")
+    return octets.view(np.bool_)
+
+
+def decode_bytes_elements(raw: bytes | memoryview, count: int, *, label: str) -> np.ndarray:
+    """``count`` BYTES elements, each a 4-byte little-endian length then that many
+    bytes, as a flat object array of ``bytes``; ``raw`` must hold exactly these."""
+    size = len(raw)
+    if count * _LENGTH.size > size:  # bounds the allocation below by the data's size
+        raise TensorDataError(f"{label} has {size} raw bytes, too few for {count} BYTES elements")
+    elements = np.empty(count, dtype=object)
+    view = memoryview(raw)
+    position = 0
+    unpack = _LENGTH.unpack_from
+    for index in range(count):
+        if position + 4 > size:
+            raise TensorDataError(f"{label}: BYTES element {index} has no 4-byte length (the data ends)")
+        (length,) = unpack(view, position)
+        position += 4
+        end = position + length
+        if end > size:
+            raise TensorDataError(f"{label}: BYTES element {index} claims {length} bytes past the end of its data")
+        elements[index] = bytes(view[position:end])
+        position = end
+    if position != size:
+        raise TensorDataError(f"{label} has {size - position} bytes left over after its {count} BYTES elements")
+    return elements
+
+
+def element_bytes(value: Any) -> bytes:
+    """One BYTES element: bytes-like values as they are, anything else as UTF-8 text."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    return str(value).encode("utf-8")
+
+
+def encode_bytes_elements(array: np.ndarray) -> bytes:
+    """Every element of ``array`` (row-major), each after its 4-byte little-endian length."""
+    parts: list[bytes] = []
+    pack = _LENGTH.pack
+    for value in array.reshape(-1).tolist():  # tolist: Python objects, faster than iterating numpy scalars
+        data = element_bytes(value)
+        parts.append(pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def little_endian(array: np.ndarray) -> np.ndarray:
+    """``array`` as contiguous little-endian row-major data: itself (no copy) when it
+    already is, so it can be written through the buffer protocol."""
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(array)
+
+
+def array_to_raw(datatype: str, array: np.ndarray) -> bytes:
+    """The raw bytes of ``array`` for its V2 ``datatype`` (what :func:`array_from_raw` reads)."""
+    if datatype == "BYTES":
+        return encode_bytes_elements(array)
+    return little_endian(array).tobytes()

@@ -1,11 +1,12 @@
 """Tensors between protobuf messages and numpy arrays.
 
 Raw contents (``raw_input_contents`` / ``raw_output_contents``, berth.v1 ``Tensor.data``)
-become arrays with ``numpy.frombuffer`` over the received bytes, never through Python
-lists: little-endian, row-major, BOOL one byte per element, BYTES a 4-byte
-little-endian length before each element. Every size is checked before anything is
+go through the raw codec in :mod:`berth.tensors`, which the HTTP binary extension
+and the client share: arrays are ``numpy.frombuffer`` views over the received bytes,
+never built through Python lists. Every size is checked before anything is
 allocated: a shape's element count is bounded while it is multiplied out, and the
-bytes must be exactly what the shape and datatype need.
+bytes must be exactly what the shape and datatype need (the codec's refusals are
+re-raised here as :class:`InvalidInput`).
 
 The typed ``contents`` of the V2 protocol are protobuf repeated fields, so they are
 read as the sequences they are; the field must match the datatype and hold exactly
@@ -14,16 +15,21 @@ the shape's element count, and narrow integer types are range-checked.
 
 from __future__ import annotations
 
-import struct
 from typing import Sequence
 
 import numpy as np
 
-from ..engine import MAX_TENSOR_ELEMENTS
 from ..errors import InternalError, InvalidInput
-from ..tensors import NUMPY_TO_V2, V2_TO_NUMPY, checked_element_count
+from ..tensors import (
+    MAX_TENSOR_ELEMENTS,
+    NUMPY_TO_V2,
+    V2_TO_NUMPY,
+    TensorDataError,
+    array_from_raw,
+    array_to_raw,
+    checked_element_count,
+)
 
-_LENGTH = struct.Struct("<I")
 _DATATYPES = ", ".join(V2_TO_NUMPY)
 
 #: the ``InferTensorContents`` field that carries each datatype
@@ -65,44 +71,12 @@ def element_count(name: str, shape: Sequence[int]) -> int:
 
 def from_raw(name: str, datatype: str, shape: Sequence[int], raw: bytes) -> np.ndarray:
     """An array over ``raw`` (no copy for numeric types; the array is read-only)."""
-    dtype = input_dtype(name, datatype)
+    input_dtype(name, datatype)
     count = element_count(name, shape)
-    dims = tuple(shape)
-    if datatype == "BYTES":
-        return decode_bytes(name, raw, count).reshape(dims)
-    expected = count * dtype.itemsize
-    if len(raw) != expected:
-        raise InvalidInput(f"input '{name}' has {len(raw)} raw bytes; {datatype} {list(dims)} needs {expected}")
-    if datatype == "BOOL":
-        octets = np.frombuffer(raw, dtype=np.uint8, count=count)
-        if count and int(octets.max()) > 1:
-            raise InvalidInput(f"input '{name}': BOOL elements must be bytes 0 or 1")
-        return octets.view(np.bool_).reshape(dims)
-    return np.frombuffer(raw, dtype=dtype.newbyteorder("<"), count=count).reshape(dims)
-
-
-def decode_bytes(name: str, raw: bytes, count: int) -> np.ndarray:
-    """BYTES elements: each a 4-byte little-endian length, then that many bytes."""
-    size = len(raw)
-    if count * _LENGTH.size > size:  # bounds the allocation below by the message's size
-        raise InvalidInput(f"input '{name}' has {size} raw bytes, too few for {count} BYTES elements")
-    elements = np.empty(count, dtype=object)
-    view = memoryview(raw)
-    position = 0
-    unpack = _LENGTH.unpack_from
-    for index in range(count):
-        if position + 4 > size:
-            raise InvalidInput(f"input '{name}': BYTES element {index} has no 4-byte length (the data ends)")
-        (length,) = unpack(view, position)
-        position += 4
-        end = position + length
-        if end > size:
-            raise InvalidInput(f"input '{name}': BYTES element {index} claims {length} bytes past the end of its data")
-        elements[index] = bytes(view[position:end])
-        position = end
-    if position != size:
-        raise InvalidInput(f"input '{name}' has {size - position} bytes left over after its {count} BYTES elements")
-    return elements
+    try:
+        return array_from_raw(raw, datatype, tuple(shape), count, label=f"input '{name}'")
+    except TensorDataError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def from_contents(name: str, datatype: str, shape: Sequence[int], contents: object) -> np.ndarray:
@@ -138,23 +112,5 @@ def output_datatype(name: str, array: np.ndarray) -> str:
     return datatype
 
 
-def to_raw(datatype: str, array: np.ndarray) -> bytes:
-    """The raw little-endian, row-major bytes of ``array`` (its V2 ``datatype``)."""
-    if datatype == "BYTES":
-        return encode_bytes(array)
-    if array.dtype.byteorder == ">":
-        array = array.astype(array.dtype.newbyteorder("<"))
-    return np.ascontiguousarray(array).tobytes()
-
-
-def encode_bytes(array: np.ndarray) -> bytes:
-    parts: list[bytes] = []
-    pack = _LENGTH.pack
-    for element in array.reshape(-1):
-        if isinstance(element, (bytes, bytearray, memoryview)):
-            data = bytes(element)
-        else:
-            data = str(element).encode()
-        parts.append(pack(len(data)))
-        parts.append(data)
-    return b"".join(parts)
+#: the raw little-endian, row-major bytes of an array for its V2 datatype
+to_raw = array_to_raw

@@ -27,12 +27,18 @@ class ClientDisconnected(Exception):
     pass
 
 
-async def _watch(receive: Receive, task: asyncio.Task[object]) -> None:
+async def wait_for_disconnect(receive: Receive) -> None:
+    """Return once the client has gone away. Every ASGI message up to then is dropped,
+    so only await this after the request body has been read."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            task.cancel()
             return
+
+
+async def _cancel_when_gone(receive: Receive, task: asyncio.Task[object]) -> None:
+    await wait_for_disconnect(receive)
+    task.cancel()
 
 
 async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
@@ -44,7 +50,7 @@ async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     watcher: list[asyncio.Future[None]] = []
 
     def start_watching() -> None:
-        watcher.append(asyncio.ensure_future(_watch(receive, task)))
+        watcher.append(asyncio.ensure_future(_cancel_when_gone(receive, task)))
 
     timer = loop.call_later(WATCH_AFTER_S, start_watching)
     try:

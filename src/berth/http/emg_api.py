@@ -39,22 +39,12 @@ from .emg_common import BACKEND_KEYS, Backends, CpuGauge, WindowBank, model_name
 from .emg_stream import StreamApi
 from .emg_ws import WindowSocket
 from .errors import REQUEST_ID_HEADER, request_id, scope_request_id
-from .fastlane import FastLane, RawHandler, send_json
+from .fastlane import AsgiEndpoint, send_json
 
 _DASHBOARD = Path(__file__).resolve().parent.parent / "web" / "dashboard.html"
 _DASHBOARD_CSP = "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'none'; base-uri 'none'; form-action 'none'"
 _MAX_STEPS = 100
 _SMALL_BODY = 16 * 1024
-
-
-class _Raw:
-    """A raw ASGI handler as a Starlette endpoint, with berth's error mapping."""
-
-    def __init__(self, handler: RawHandler) -> None:
-        self.handler = handler
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await FastLane._guarded(self.handler, scope, receive, send)
 
 
 def _json(request: Request, payload: Any, status: int = 200) -> Response:
@@ -77,7 +67,7 @@ class EmgApi:
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/infer/tensorrt", self.infer_accelerated, methods=["POST"]),
-            Route("/infer/stream", _Raw(self.stream), methods=["POST"]),
+            Route("/infer/stream", AsgiEndpoint(self.stream, lane_errors=True), methods=["POST"]),
             Route("/infer/stream/stats", self.stream_stats, methods=["GET"]),
             Route("/benchmark", self.benchmark, methods=["POST"]),
             Route("/dashboard", self.dashboard, methods=["GET"]),

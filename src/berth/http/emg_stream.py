@@ -25,18 +25,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 from starlette.types import Receive, Scope, Send
 
 from ..engine import Engine
 from ..errors import BerthError, InvalidInput, ModelNotReady, Overloaded
 from ..streaming import FrameClock, SignalHub, SourceError
 from ..streaming.preprocess import softmax_rows, zscore
+from . import sse
 from .body import parse_json_object, read_raw_body
+from .disconnect import wait_for_disconnect
 from .emg_common import Backends, CpuGauge, flag, model_name, number
 from .errors import scope_request_id
 
 log = logging.getLogger("berth.http.stream")
+
+_OPENED = sse.comment("berth stream open")  # sent at once, so the client sees the stream has started
 
 
 @dataclass(slots=True)
@@ -108,17 +111,12 @@ class StreamApi:
                 await run.wait_ready(self.emg.source_timeout_s)
             except SourceError as exc:
                 raise ModelNotReady(f"the signal source is not available: {exc}") from None
-            await send({"type": "http.response.start", "status": 200, "headers": [
-                (b"content-type", b"text/event-stream; charset=utf-8"),
-                (b"cache-control", b"no-cache"),
-                (b"x-accel-buffering", b"no"),
-                (b"x-request-id", scope_request_id(scope).encode()),
-            ]})
-            await send({"type": "http.response.body", "body": b": berth stream open\n\n", "more_body": True})
+            await sse.start(send, scope_request_id(scope))
+            await sse.write(send, _OPENED)
             buffer = SendBuffer(self.emg.send_buffer)
             producer = asyncio.create_task(self._produce(run, params, input_name, labels, buffer))
             writer = asyncio.create_task(self._write(send, buffer))
-            watcher = asyncio.create_task(_wait_disconnect(receive))
+            watcher = asyncio.create_task(wait_for_disconnect(receive))
             try:
                 await asyncio.wait({writer, watcher}, return_when=asyncio.FIRST_COMPLETED)
                 finished = writer.done() and not writer.cancelled() and writer.exception() is None and not watcher.done()
@@ -127,7 +125,7 @@ class StreamApi:
                     task.cancel()
                 await asyncio.gather(producer, writer, watcher, return_exceptions=True)
             if finished:  # the final event went out and the client is still there
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await sse.finish(send)
         finally:
             if subscribed:
                 self.hub.unsubscribe()
@@ -206,22 +204,15 @@ class StreamApi:
         while True:
             item = await buffer.get(self.emg.keepalive_s)
             if item is None:
-                await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+                await sse.write(send, sse.KEEP_ALIVE)
                 continue
             payload, final = item
             payload["dropped_events"] = buffer.dropped
             if final and "status" in payload:
                 payload["delivered_frames"] = payload["total_frames"] - buffer.dropped
-            await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(payload) + b"\n\n", "more_body": True})
+            await sse.write(send, sse.event(payload))
             if final:
                 return
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 __all__ = ["SendBuffer", "StreamApi", "StreamParams", "parse_params"]

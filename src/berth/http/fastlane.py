@@ -50,12 +50,19 @@ class PrefixRoute(NamedTuple):
 
 
 class AsgiEndpoint:
-    """Mounts a raw handler in Starlette as an ASGI app rather than a request function."""
+    """Mounts a raw handler in Starlette as an ASGI app rather than a request function.
 
-    def __init__(self, handler: RawHandler) -> None:
+    Its errors go on to Starlette's exception handlers, unless ``lane_errors``: then
+    they are answered here, byte for byte as the fast lane answers them."""
+
+    def __init__(self, handler: RawHandler, *, lane_errors: bool = False) -> None:
         self.handler = handler
+        self.lane_errors = lane_errors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.lane_errors:
+            await answer_errors(self.handler, scope, receive, send)
+            return
         try:
             await self.handler(scope, receive, send)
         except ClientDisconnected:
@@ -86,23 +93,24 @@ class FastLane:
                         scope["berth.route"] = f"{route.prefix}{{model}}{route.suffix}"
                         break
             if handler is not None:
-                await self._guarded(handler, scope, receive, send)
+                await answer_errors(handler, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    @staticmethod
-    async def _guarded(handler: RawHandler, scope: Scope, receive: Receive, send: Send) -> None:
-        # raw handlers send their response only at the very end, so an exception here
-        # always arrives before the response started
-        try:
-            await handler(scope, receive, send)
-        except ClientDisconnected:
-            return
-        except BerthError as exc:
-            status = STATUS[exc.kind]
-            rid = scope_request_id(scope)
-            await send_json(send, status, error_body(status, exc.message, rid), rid, error_headers(exc))
-        except Exception as exc:  # noqa: BLE001 - the last net: a fixed 500, detail to the log
-            log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
-            rid = scope_request_id(scope)
-            await send_json(send, 500, error_body(500, "internal server error", rid), rid)
+
+async def answer_errors(handler: RawHandler, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run a raw handler, answering its errors with berth's status table and error body."""
+    # a raw handler raises only before its response starts (a stream ends with an
+    # error event of its own instead), so an error can still be answered here
+    try:
+        await handler(scope, receive, send)
+    except ClientDisconnected:
+        return
+    except BerthError as exc:
+        status = STATUS[exc.kind]
+        rid = scope_request_id(scope)
+        await send_json(send, status, error_body(status, exc.message, rid), rid, error_headers(exc))
+    except Exception as exc:  # noqa: BLE001 - the last net: a fixed 500, detail to the log
+        log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
+        rid = scope_request_id(scope)
+        await send_json(send, 500, error_body(500, "internal server error", rid), rid)

@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from ..engine import Engine, Prediction
 from ..errors import InvalidInput, PayloadTooLarge
 from ..sessions import SessionStore, session_model_name
+from ..streaming.preprocess import row_distributions
 from .body import parse_json_object, read_body, read_raw_body
 from .disconnect import ClientDisconnected, cancel_on_disconnect
 from .errors import REQUEST_ID_HEADER, request_id, scope_request_id
@@ -124,7 +125,8 @@ def _checked_numbers(value: list[Any], field: str) -> np.ndarray:
 
 
 def _row_distribution(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`_distribution` for one row, with the fewest numpy calls (the /infer path)."""
+    """:func:`~berth.streaming.preprocess.row_distributions` for one row, with the fewest
+    numpy calls: the /infer hot path, measurably faster than the batch form."""
     row = values.reshape(-1)
     if row.dtype != np.float32:
         row = row.astype(np.float32)
@@ -132,15 +134,6 @@ def _row_distribution(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None
         return row, None
     shifted = np.exp(row - row.max())
     return shifted / shifted.sum(), row
-
-
-def _distribution(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """(probabilities, logits or None) for a batch of output rows."""
-    rows = values.reshape(values.shape[0], -1).astype(np.float32, copy=False)
-    if rows.size and rows.min() >= 0.0 and float(np.abs(rows.sum(axis=1) - 1.0).max()) <= 1e-3:
-        return rows, None
-    shifted = np.exp(rows - rows.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True), rows
 
 
 class SeedApi:
@@ -249,7 +242,7 @@ class SeedApi:
         except ClientDisconnected:
             return Response(status_code=499)
         first = next(iter(prediction.outputs.values()))
-        probs, _ = _distribution(first)
+        probs, _ = row_distributions(first)
         top = probs.argmax(axis=1) if probs.size else np.zeros(0, dtype=np.int64)
         return _json(
             {

@@ -27,9 +27,11 @@ from starlette.types import Receive, Scope, Send
 from ...engine import Engine
 from ...errors import BerthError, ErrorKind, ModelNotFound, retry_after
 from ...generation import QueueFull
+from .. import sse
 from ..body import parse_json_object, read_raw_body
-from ..disconnect import ClientDisconnected
+from ..disconnect import ClientDisconnected, wait_for_disconnect
 from ..errors import REQUEST_ID_HEADER, STATUS, request_id, scope_request_id
+from ..fastlane import AsgiEndpoint, send_json
 from .protocol import BadField
 from .serving import OpenAIServing, Prepared
 
@@ -53,23 +55,6 @@ def error_object(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
     return status, body, headers
 
 
-class _Asgi:
-    """A raw ASGI endpoint Starlette mounts as an app (not a request/response function)."""
-
-    def __init__(self, handler: Any) -> None:
-        self.handler = handler
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.handler(scope, receive, send)
-
-
-async def _send(send: Send, status: int, body: bytes, rid: str, headers: dict[str, str] | None = None, media: bytes = b"application/json") -> None:
-    raw = [(b"content-type", media), (REQUEST_ID_HEADER.encode(), rid.encode())]
-    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
 def _rid(scope: Scope, body: dict[str, Any]) -> str:
     given = body.get("rid")
     if isinstance(given, str) and 0 < len(given) <= 128 and given.isprintable():
@@ -85,8 +70,8 @@ class OpenAIApi:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/v1/chat/completions", _Asgi(self.chat), methods=["POST"]),
-            Route("/v1/completions", _Asgi(self.completions), methods=["POST"]),
+            Route("/v1/chat/completions", AsgiEndpoint(self.chat), methods=["POST"]),
+            Route("/v1/completions", AsgiEndpoint(self.completions), methods=["POST"]),
             Route("/v1/models", self.list_models, methods=["GET"]),
             Route("/v1/models/{model}", self.get_model, methods=["GET"]),
             Route("/v1/generation/stats", self.stats, methods=["GET"]),
@@ -111,7 +96,7 @@ class OpenAIApi:
         except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
             await self._error(send, exc, rid)
             return
-        watcher = asyncio.ensure_future(self._watch(receive, prepared))
+        watcher = asyncio.ensure_future(self._abort_when_gone(receive, prepared))
         try:
             if prepared.stream:
                 await self._stream(send, prepared)
@@ -122,7 +107,7 @@ class OpenAIApi:
                     await self._error(send, exc, rid)
                     return
                 if response is not None:
-                    await _send(send, 200, orjson.dumps(response), rid)
+                    await send_json(send, 200, orjson.dumps(response), rid)
         except OSError:
             pass  # the client went away while we were sending
         finally:
@@ -130,32 +115,23 @@ class OpenAIApi:
             prepared.generation.close()
 
     @staticmethod
-    async def _watch(receive: Receive, prepared: Prepared) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                log.info("client of request %s went away; aborting its generation", prepared.rid)
-                prepared.generation.abort()
-                return
+    async def _abort_when_gone(receive: Receive, prepared: Prepared) -> None:
+        await wait_for_disconnect(receive)
+        log.info("client of request %s went away; aborting its generation", prepared.rid)
+        prepared.generation.abort()
 
     async def _stream(self, send: Send, prepared: Prepared) -> None:
-        headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no"),
-            (REQUEST_ID_HEADER.encode(), prepared.rid.encode()),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await sse.start(send, prepared.rid)
         async for frame in self.serving.stream(prepared):
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await sse.write(send, frame)
+        await sse.finish(send)
 
     @staticmethod
     async def _error(send: Send, exc: Exception, rid: str) -> None:
         status, body, headers = error_object(exc)
         if status >= 500 and not isinstance(exc, BerthError):
             log.error("OpenAI request %s failed", rid, exc_info=exc)
-        await _send(send, status, orjson.dumps(body), rid, headers)
+        await send_json(send, status, orjson.dumps(body), rid, headers)
 
     # ── models and stats ───────────────────────────────────────────────────
     def _lm_names(self) -> list[str]:

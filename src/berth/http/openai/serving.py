@@ -17,13 +17,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-import orjson
-
 from ...engine import Engine
 from ...errors import InternalError, ModelNotReady
 from ...generation import SamplingParams
 from ...generation.reasoning import ReasoningSplitter
 from ...generation.service import Generation, GenerationService
+from .. import sse
 from .protocol import BadField, ChatCompletionRequest, CompletionRequest, parse
 
 DEFAULT_MAX_TOKENS = 256
@@ -59,10 +58,7 @@ class Prepared:
         return bool(self.request.stream and self.request.stream_options and self.request.stream_options.include_usage)
 
 
-def _sse(payload: Any) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
-
-
+#: OpenAI's end-of-stream marker: an event whose data is not JSON
 DONE = b"data: [DONE]\n\n"
 
 
@@ -228,7 +224,7 @@ class OpenAIServing:
             payload = {**base, "choices": [choice]}
             if include_usage:
                 payload["usage"] = None
-            return _sse(payload)
+            return sse.event(payload)
 
         splitters = {
             i: ReasoningSplitter(in_reasoning=r) for i, r in enumerate(prepared.reasoning)
@@ -242,7 +238,7 @@ class OpenAIServing:
             if delta.finish_reason == "abort":
                 continue
             if delta.finish_reason == "error":
-                yield _sse({"error": _error_body(_failure(delta.error))})
+                yield sse.event({"error": _error_body(_failure(delta.error))})
                 yield DONE
                 prepared.generation.abort()
                 return
@@ -270,7 +266,7 @@ class OpenAIServing:
         if any(s.finish_reason == "abort" for s in prepared.generation.sequences):
             return
         if include_usage:
-            yield _sse({**base, "choices": [], "usage": usage(prepared), "berth": metrics(prepared)})
+            yield sse.event({**base, "choices": [], "usage": usage(prepared), "berth": metrics(prepared)})
         yield DONE
 
 

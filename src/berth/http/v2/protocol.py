@@ -6,7 +6,8 @@ rest holds the tensors whose input carries ``parameters.binary_data_size``, back
 back in the order those inputs appear in the JSON (little-endian, row-major; BOOL one
 byte per element; BYTES a 4-byte little-endian length before each element).
 
-Binary tensors become arrays with ``numpy.frombuffer`` over the request body, never
+Binary tensors go through the raw codec in :mod:`berth.tensors` (shared with gRPC and
+the client) and become ``numpy.frombuffer`` views over the request body, never built
 through Python lists. Every size is checked before anything is allocated: a shape's
 element count is bounded while it is multiplied out, JSON ``data`` must hold exactly
 that many values, and the binary sizes must add up to the binary section exactly.
@@ -16,16 +17,25 @@ Nothing here knows the Engine; :mod:`.routes` calls these functions around it.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import orjson
 
-from ...engine import MAX_TENSOR_ELEMENTS, Prediction
+from ...engine import Prediction
 from ...errors import InternalError, InvalidInput, PayloadTooLarge
-from ...tensors import NUMPY_TO_V2, V2_TO_NUMPY, checked_element_count
+from ...tensors import (
+    MAX_TENSOR_ELEMENTS,
+    NUMPY_TO_V2,
+    V2_TO_NUMPY,
+    TensorDataError,
+    array_from_raw,
+    bools_from_raw,
+    checked_element_count,
+    encode_bytes_elements,
+    little_endian,
+)
 from ..json_numbers import numbers_only
 
 __all__ = [
@@ -38,7 +48,6 @@ __all__ = [
     "raw_input",
 ]
 
-_LENGTH = struct.Struct("<I")
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 #: datatypes that have no JSON form backends agree on: binary only
 _BINARY_ONLY = frozenset({"FP16", "BF16"})
@@ -161,7 +170,7 @@ def _inputs(value: Any, binary: memoryview, has_binary_header: bool, plain: Call
                     f"input '{name}' needs {size} binary bytes at offset {offset}, "
                     f"but the binary section has only {len(binary)} bytes"
                 )
-            arrays[name] = _binary_tensor(name, datatype, dtype, shape, count, binary[offset : offset + size])
+            arrays[name] = _binary_tensor(name, datatype, shape, count, binary[offset : offset + size])
             offset += size
         else:
             if "data" not in item:
@@ -192,41 +201,12 @@ def _input_dtype(name: str, datatype: str) -> np.dtype:
     return dtype
 
 
-def _binary_tensor(name: str, datatype: str, dtype: np.dtype, shape: list[int], count: int, chunk: memoryview) -> np.ndarray:
-    if datatype == "BYTES":
-        return _bytes_elements(name, chunk, count).reshape(shape)
-    expected = count * dtype.itemsize
-    if len(chunk) != expected:
-        raise InvalidInput(f"input '{name}' has {len(chunk)} binary bytes; {datatype} {shape} needs {expected}")
-    if datatype == "BOOL":
-        raw = np.frombuffer(chunk, dtype=np.uint8, count=count)
-        if count and int(raw.max()) > 1:
-            raise InvalidInput(f"input '{name}': BOOL elements must be bytes 0 or 1")
-        return raw.view(np.bool_).reshape(shape)
-    return np.frombuffer(chunk, dtype=dtype.newbyteorder("<"), count=count).reshape(shape)
-
-
-def _bytes_elements(name: str, chunk: memoryview, count: int) -> np.ndarray:
-    """BYTES elements: each a 4-byte little-endian length, then that many bytes."""
-    size = len(chunk)
-    if count * _LENGTH.size > size:  # bounds the allocation below by the body's size
-        raise InvalidInput(f"input '{name}' has {size} binary bytes, too few for {count} BYTES elements")
-    elements = np.empty(count, dtype=object)
-    position = 0
-    unpack = _LENGTH.unpack_from
-    for index in range(count):
-        if position + 4 > size:
-            raise InvalidInput(f"input '{name}': BYTES element {index} has no 4-byte length (the data ends)")
-        (length,) = unpack(chunk, position)
-        position += 4
-        end = position + length
-        if end > size:
-            raise InvalidInput(f"input '{name}': BYTES element {index} claims {length} bytes past the end of its data")
-        elements[index] = bytes(chunk[position:end])
-        position = end
-    if position != size:
-        raise InvalidInput(f"input '{name}' has {size - position} bytes left over after its {count} BYTES elements")
-    return elements
+def _binary_tensor(name: str, datatype: str, shape: list[int], count: int, chunk: memoryview) -> np.ndarray:
+    """An input's tensor from its slice of the binary section (a view: no copy)."""
+    try:
+        return array_from_raw(chunk, datatype, shape, count, label=f"input '{name}'")
+    except TensorDataError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def _json_tensor(name: str, datatype: str, dtype: np.dtype, shape: list[int], count: int, data: Any, plain: bool) -> np.ndarray:
@@ -352,10 +332,10 @@ def raw_input(body: bytes, name: str, dtype: np.dtype, item_shape: tuple[int, ..
             f"a raw binary request for input '{name}' needs {count * dtype.itemsize} bytes ({count} x {dtype.name}); got {len(body)}"
         )
     if dtype.kind == "b":
-        raw = np.frombuffer(body, dtype=np.uint8)
-        if count and int(raw.max()) > 1:
-            raise InvalidInput(f"input '{name}': BOOL elements must be bytes 0 or 1")
-        return raw.view(np.bool_).reshape((1, *item_shape))
+        try:
+            return bools_from_raw(body, count, label=f"input '{name}'").reshape((1, *item_shape))
+        except TensorDataError as exc:
+            raise InvalidInput(str(exc)) from None
     return np.frombuffer(body, dtype=dtype.newbyteorder("<")).reshape((1, *item_shape))
 
 
@@ -388,7 +368,8 @@ def encode_infer_response(prediction: Prediction, request: InferRequest) -> tupl
             raise InternalError(f"model '{prediction.model}' output '{name}' has a dtype with no V2 datatype")
         tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if binary:
-            blob = _bytes_blob(array) if datatype == "BYTES" else _numeric_blob(array)
+            # numeric blobs stay arrays: bytes.join reads them through the buffer protocol, no copy
+            blob = encode_bytes_elements(array) if datatype == "BYTES" else little_endian(array)
             tensor["parameters"] = {"binary_data_size": len(blob) if isinstance(blob, bytes) else blob.nbytes}
             blobs.append(blob)
         elif datatype in _BINARY_ONLY:
@@ -406,30 +387,6 @@ def encode_infer_response(prediction: Prediction, request: InferRequest) -> tupl
     if not blobs:
         return header, None
     return b"".join([header, *blobs]), len(header)
-
-
-def _numeric_blob(array: np.ndarray) -> np.ndarray:
-    if not array.dtype.isnative and array.dtype.byteorder == ">":
-        array = array.astype(array.dtype.newbyteorder("<"))
-    return np.ascontiguousarray(array)  # bytes.join reads it through the buffer protocol
-
-
-def _element_bytes(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    return str(value).encode("utf-8")
-
-
-def _bytes_blob(array: np.ndarray) -> bytes:
-    parts: list[bytes] = []
-    pack = _LENGTH.pack
-    for value in array.reshape(-1).tolist():
-        data = _element_bytes(value)
-        parts.append(pack(len(data)))
-        parts.append(data)
-    return b"".join(parts)
 
 
 def _json_strings_out(name: str, array: np.ndarray) -> list[str]:
