@@ -39,7 +39,7 @@ from ..runtimes.base import Placement
 from ..runtimes.lm import LanguageModel
 from .lm_worker import sampling_to_wire
 from .protocol import ProtocolError, events_endpoint, unpack_header
-from .runtime import ProcessRuntime, WorkerError, WorkerExited
+from .runtime import ProcessRuntime, WorkerError, WorkerExited, zmq_context
 
 log = logging.getLogger("berth.isolation")
 
@@ -226,15 +226,13 @@ class ProcessLMRuntime(LanguageModel, ProcessRuntime):
     def load(self) -> None:
         import zmq
 
-        from . import runtime as process_runtime
-
         super().load()
         try:
             self.load_tokenizer(self.folder)
             details = self.info().details
             self.context_length = int(details.get("context_length") or 2048)
             assert self._folder is not None
-            socket = process_runtime._zmq_context().socket(zmq.PULL)
+            socket = zmq_context().socket(zmq.PULL)
             socket.setsockopt(zmq.LINGER, 0)
             socket.connect(events_endpoint(f"ipc://{self._folder / 'socket'}"))
             self._events = socket

@@ -60,7 +60,8 @@ _context_lock = threading.Lock()
 _context: Any = None
 
 
-def _zmq_context() -> Any:
+def zmq_context() -> Any:
+    """The process's one ZeroMQ context, made on first use (shared by every proxy)."""
     global _context
     import zmq
 
@@ -124,7 +125,7 @@ class ProcessRuntime(Runtime):
 
         self._folder = _private_dir()
         endpoint = f"ipc://{self._folder / 'socket'}"
-        socket = _zmq_context().socket(zmq.DEALER)
+        socket = zmq_context().socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RECONNECT_IVL, 10)  # the worker binds a moment after it starts
         socket.connect(endpoint)
