@@ -149,3 +149,21 @@ def test_reasoning_splitter() -> None:
     s = ReasoningSplitter(in_reasoning=True)  # the prompt opened <think> and the model repeats it
     parts = [s.feed(t) for t in ["<thi", "nk>\nhmm", "</think>ok"]]
     assert "".join(p[0] for p in parts) == "hmm" and "".join(p[1] for p in parts) == "ok"
+
+
+def test_a_callback_that_raises_fails_its_step_not_the_decode_loop(runtime: LMRuntime) -> None:
+    """A sequence whose event callback raises (even when told it failed) must not take
+    the decode loop down with it: its batch-mates are told, and later requests run."""
+    ids = runtime.encode("The", add_special_tokens=True)
+    told = threading.Semaphore(0)
+
+    def broken(_delta: object) -> None:
+        raise RuntimeError("a callback that always raises")
+
+    bad = Sequence(0, ids, SamplingParams(8, 0.0, ignore_eos=True), broken)
+    mate = Sequence(1, ids, SamplingParams(8, 0.0, ignore_eos=True), lambda d: d.finish_reason and told.release())
+    runtime.scheduler.submit([bad, mate])
+    assert told.acquire(timeout=60), "the batch-mate was never told how it ended"
+    assert mate.finished and runtime.scheduler.alive
+    (after,) = _run(runtime, [ids], [SamplingParams(8, 0.0, ignore_eos=True)])
+    assert after.finish_reason == "length" and len(after.output_ids) == 8

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import Overloaded
+from ..errors import ModelNotReady, Overloaded
 from ..histogram import Histogram
 from .kvcache import BatchCache
 from .sampling import sample
@@ -114,12 +114,7 @@ class BatchScheduler(SequenceHistograms):
             self._cv.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        with self._cv:
-            left = list(self._waiting) + self._running
-            self._waiting.clear()
-            self._running = []
-        for seq in left:
-            seq.fail(reason)
+        self._fail_everything(reason)
         self._batch = BatchCache()
 
     # ── the event loop's side ─────────────────────────────────────────────
@@ -132,6 +127,8 @@ class BatchScheduler(SequenceHistograms):
         with self._cv:
             if self._stopping:
                 raise QueueFull(f"model '{self.name}' is shutting down", retry_after_s=1.0)
+            if self._thread is not None and not self._thread.is_alive():
+                raise ModelNotReady(f"model '{self.name}' cannot generate: its decode loop stopped")
             if len(self._waiting) + len(sequences) > self.max_waiting:
                 self.counters["rejected"] += len(sequences)
                 raise QueueFull(
@@ -171,6 +168,31 @@ class BatchScheduler(SequenceHistograms):
 
     # ── the worker thread ──────────────────────────────────────────────────
     def _loop(self) -> None:
+        try:
+            self._steps()
+        finally:
+            if not self._stopping:
+                # only a bug gets here (each step's own errors fail its batch and the
+                # loop goes on): fail everything rather than leave requests hanging
+                log.error("the decode loop of model '%s' stopped; failing its sequences", self.name)
+                self._fail_everything("generation stopped")
+
+    def _fail_everything(self, reason: str) -> None:
+        with self._cv:
+            left = list(self._waiting) + self._running
+            self._waiting.clear()
+            self._running = []
+            self._admitting = 0
+        self._tell_failed(left, reason)
+
+    def _tell_failed(self, sequences: list[Sequence], reason: str) -> None:
+        for seq in sequences:
+            try:
+                seq.fail(reason)
+            except Exception:  # noqa: BLE001 - one broken callback must not keep the others waiting
+                log.exception("could not tell a sequence of model '%s' that it failed", self.name)
+
+    def _steps(self) -> None:
         torch.set_grad_enabled(False)
         while True:
             with self._cv:
@@ -196,9 +218,8 @@ class BatchScheduler(SequenceHistograms):
                     self._running = []
                     self._admitting = 0
                 self._batch = BatchCache()
-                for seq in failed:
-                    self.counters["failed"] += 1
-                    seq.fail("generation failed")
+                self.counters["failed"] += len(failed)
+                self._tell_failed(failed, "generation failed")
 
     def _admit(self) -> list[Sequence]:
         """Take waiting sequences into free slots within the prefill budget (lock held)."""
