@@ -70,6 +70,41 @@ def test_unknown_host_and_cross_origin_writes_are_refused(repo: Path, make_serve
         assert client.get("/health", headers={"Origin": "http://evil.example"}).status_code == 200
 
 
+def test_cors_for_allowed_origins_only(repo: Path, make_server: Any) -> None:
+    """A page from an allowed origin can call berth from a browser (preflight answered
+    without credentials, responses readable, berth's headers exposed); other origins get
+    no CORS headers, so the browser keeps responses from them."""
+    allowed = "https://app.example"
+    server = make_server({"repository": str(repo), "auth": {"allowed_origins": [allowed], "api_keys": ["k"]}})
+    with server.client() as client:
+        preflight = client.options(
+            "/v2/models/m/infer",
+            headers={"Origin": allowed, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type, authorization"},
+        )
+        assert preflight.status_code == 204, preflight.text  # no API key asked of a preflight
+        assert preflight.headers["access-control-allow-origin"] == allowed
+        assert "POST" in preflight.headers["access-control-allow-methods"]
+        assert "authorization" in preflight.headers["access-control-allow-headers"]
+        assert "access-control-allow-credentials" not in preflight.headers
+
+        answer = client.post("/infer", json={**X, "model": "m"}, headers={"Origin": allowed, "Authorization": "Bearer k"})
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == allowed and answer.headers["vary"] == "Origin"
+        assert "x-request-id" in answer.headers["access-control-expose-headers"]
+        refused = client.post("/infer", json={**X, "model": "m"}, headers={"Origin": allowed})
+        assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == allowed
+
+        other = "https://other.example"
+        foreign = client.options("/v2/models/m/infer", headers={"Origin": other, "Access-Control-Request-Method": "POST"})
+        assert "access-control-allow-origin" not in foreign.headers
+        assert client.post("/infer", json={**X, "model": "m"}, headers={"Origin": other, "Authorization": "Bearer k"}).status_code == 403
+        read = client.get("/health", headers={"Origin": other})
+        assert read.status_code == 200 and "access-control-allow-origin" not in read.headers
+        # a preflight still has to name one of the server's hosts (DNS rebinding)
+        rebound = client.options("/infer", headers={"Origin": allowed, "Access-Control-Request-Method": "POST", "Host": "evil.example"})
+        assert rebound.status_code == 421
+
+
 def test_api_key_and_admin_token(repo: Path, make_server: Any) -> None:
     server = make_server({"repository": str(repo), "auth": {"api_keys": ["data-key-1", "data-key-2"], "admin_token": "admin-secret"}})
     with server.client() as client:

@@ -16,6 +16,13 @@ page cannot reach a loopback server through DNS rebinding. A state-changing requ
 other than the server's own or a configured ``auth.allowed_origins`` entry is refused
 (403), so a page in the user's browser cannot drive the server. Secrets are compared
 in constant time and never logged.
+
+A page from an ``auth.allowed_origins`` origin also gets CORS: its preflight
+(``OPTIONS`` with ``Access-Control-Request-Method``) is answered here (204) and its
+responses carry ``Access-Control-Allow-Origin`` and expose berth's own headers
+(request id, Retry-After, the V2 binary header length), so browser clients work from
+those origins and from no other. berth uses header credentials, not cookies, so
+credentialed CORS is never allowed.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import math
 import re
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import BerthConfig
 from ..credentials import matching_key
@@ -60,6 +67,17 @@ ROUTE_CLASSES: tuple[tuple[str, str, str], ...] = (
 )
 _COMPILED = tuple((methods, re.compile(pattern + r"\Z"), kind) for methods, pattern, kind in ROUTE_CLASSES)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_UNKNOWN_HOST: tuple[int, str, list[tuple[bytes, bytes]]] = (421, "unknown Host header; this server answers to its own host names only", [])
+_CORS_PREFLIGHT = [
+    (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+    (b"access-control-allow-headers", b"content-type, authorization, x-api-key, x-admin-token, inference-header-content-length, x-request-id"),
+    (b"access-control-max-age", b"600"),
+    (b"vary", b"Origin"),
+]
+_CORS_EXPOSE = [
+    (b"access-control-expose-headers", b"x-request-id, retry-after, inference-header-content-length"),
+    (b"vary", b"Origin"),
+]
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
@@ -105,7 +123,7 @@ class SecurityGate:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        host = origin = authorization = api_key = admin_header = None
+        host = origin = authorization = api_key = admin_header = preflight = None
         header_bytes = 0
         for name, value in scope["headers"]:
             header_bytes += len(name) + len(value) + 4
@@ -119,14 +137,25 @@ class SecurityGate:
                 api_key = value
             elif name == b"x-admin-token":
                 admin_header = value
+            elif name == b"access-control-request-method":
+                preflight = value
         if header_bytes > self._max_header_bytes:
             refusal: tuple[int, str, list[tuple[bytes, bytes]]] | None = (
                 431, f"request headers total {header_bytes} bytes; the limit is {self._max_header_bytes}", [],
             )
+        elif preflight is not None and origin is not None and kind == "http" and scope["method"] == "OPTIONS" and self._cors_allowed(origin):
+            # a browser's preflight carries no credentials: answered before they are asked for
+            if self._host_allowed(host):
+                await self._answer_preflight(send, origin)
+                return
+            refusal = _UNKNOWN_HOST
         else:
             refusal = self._refusal(scope, host, origin, authorization, api_key, admin_header)
         if refusal is None:
-            await self.app(scope, receive, send)
+            if origin is not None and kind == "http" and self._cors_allowed(origin):
+                await self.app(scope, receive, _with_headers(send, [(b"access-control-allow-origin", origin), *_CORS_EXPOSE]))
+            else:
+                await self.app(scope, receive, send)
             return
         status, message, headers = refusal
         if kind == "websocket":
@@ -135,6 +164,8 @@ class SecurityGate:
         rid = scope_request_id(scope)
         body = orjson.dumps({"error": message, "request_id": rid})
         response_headers = [(b"content-type", b"application/json"), (REQUEST_ID_HEADER.encode(), rid.encode()), *headers]
+        if origin is not None and self._cors_allowed(origin):  # the page may read why it was refused
+            response_headers += [(b"access-control-allow-origin", origin), *_CORS_EXPOSE]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -147,9 +178,9 @@ class SecurityGate:
         api_key: bytes | None,
         admin_header: bytes | None,
     ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        if not self._host_allowed(host):
+            return _UNKNOWN_HOST
         host_text = host.decode("latin-1").lower() if host else ""
-        if not self._any_host and _host_name(host_text) not in self._hosts:
-            return 421, "unknown Host header; this server answers to its own host names only", []
         method = scope.get("method", "GET")
         state_changing = scope["type"] == "websocket" or method not in _SAFE_METHODS
         if origin is not None and state_changing:
@@ -181,5 +212,28 @@ class SecurityGate:
             return None
         return 403, "management is allowed from loopback only when no admin token is configured", []
 
+    def _host_allowed(self, host: bytes | None) -> bool:
+        return self._any_host or _host_name(host.decode("latin-1").lower() if host else "") in self._hosts
+
+    def _cors_allowed(self, origin: bytes) -> bool:
+        return bool(self._origins) and origin.decode("latin-1").rstrip("/").lower() in self._origins
+
+    @staticmethod
+    async def _answer_preflight(send: Send, origin: bytes) -> None:
+        headers = [(b"access-control-allow-origin", origin), *_CORS_PREFLIGHT]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
     def _admin_matches(self, bearer: bytes | None, header: bytes | None) -> bool:
         return self._admin is not None and matching_key((self._admin,), bearer, header) is not None
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """``send`` that adds ``extra`` headers to the response's start."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return sending
