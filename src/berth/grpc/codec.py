@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InternalError, InvalidInput
+from ..errors import InternalError, InvalidInput, PayloadTooLarge
 from ..tensors import (
     MAX_TENSOR_ELEMENTS,
     NUMPY_TO_V2,
@@ -63,8 +63,8 @@ def element_count(name: str, shape: Sequence[int]) -> int:
     dims = list(shape)
     try:
         return checked_element_count(dims, MAX_TENSOR_ELEMENTS)
-    except OverflowError:
-        raise InvalidInput(f"input '{name}' shape {dims[:8]} has more than {MAX_TENSOR_ELEMENTS} elements") from None
+    except OverflowError:  # too large, as over HTTP (413 there, RESOURCE_EXHAUSTED here)
+        raise PayloadTooLarge(f"input '{name}' shape {dims[:8]} has more than {MAX_TENSOR_ELEMENTS} elements") from None
     except ValueError:
         raise InvalidInput(f"input '{name}' shape {dims[:8]} must hold non-negative sizes") from None
 
