@@ -133,3 +133,32 @@ def read_events(path: Path) -> list[tuple[str, ...]]:
     if not path.exists():
         return []
     return [tuple(line.split()) for line in path.read_text().splitlines() if line.strip()]
+
+
+#: seed 003's lip-sync model, shrunk: visual [B, 6, 8, 8] + audio [B, 32, 4, 4] -> [B, 3, 8, 8]
+_LIPSYNC_MODEL = '''
+import numpy as np
+
+
+class Model:
+    inputs = [("visual", "float32", [-1, 6, 8, 8]), ("audio", "float32", [-1, 32, 4, 4])]
+    outputs = [("output", "float32", [-1, 3, 8, 8])]
+
+    def load(self, model_dir, device):
+        pass
+
+    def predict(self, inputs):
+        visual, audio = inputs["visual"], inputs["audio"]
+        gain = audio.reshape(audio.shape[0], -1).mean(axis=1).astype(np.float32)
+        return {"output": (visual[:, :3] + visual[:, 3:]) * gain[:, None, None, None]}
+'''
+
+
+def write_lipsync_model(folder: Path, config: str = "") -> None:
+    """A Python-class stand-in for seed 003's lip-sync UNet: output = (visual[:, :3] +
+    visual[:, 3:]) × the mean of each row's audio features."""
+    version = folder / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    (version / "model.py").write_text(_LIPSYNC_MODEL)
+    if config:
+        (folder / "config.yaml").write_text(config)

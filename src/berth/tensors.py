@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InvalidInput, PayloadTooLarge
+
 V2_TO_NUMPY: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_),
     "UINT8": np.dtype(np.uint8),
@@ -180,3 +182,30 @@ def array_to_raw(datatype: str, array: np.ndarray) -> bytes:
     if datatype == "BYTES":
         return encode_bytes_elements(array)
     return little_endian(array).tobytes()
+
+
+
+# ── what a request's V2 input declares (server side: answered with berth's errors) ──
+_DECLARABLE = ", ".join(V2_TO_NUMPY)
+
+
+def declared_dtype(name: str, datatype: str) -> np.dtype:
+    """The numpy dtype of an input's V2 ``datatype``; InvalidInput (400) otherwise."""
+    dtype = V2_TO_NUMPY.get(datatype)
+    if dtype is None:
+        if datatype == "BF16":
+            raise InvalidInput(f"input '{name}': BF16 is not supported (numpy has no such dtype); send FP16 or FP32")
+        raise InvalidInput(f"input '{name}' has unknown datatype '{datatype[:32]}' (one of {_DECLARABLE})")
+    return dtype
+
+
+def declared_element_count(name: str, shape: Sequence[Any]) -> int:
+    """The elements an input's shape declares: PayloadTooLarge (413 / RESOURCE_EXHAUSTED)
+    past :data:`MAX_TENSOR_ELEMENTS`, InvalidInput for anything but non-negative integers."""
+    dims = list(shape)
+    try:
+        return checked_element_count(dims, MAX_TENSOR_ELEMENTS)
+    except OverflowError:
+        raise PayloadTooLarge(f"input '{name}' shape {dims[:8]} has more than {MAX_TENSOR_ELEMENTS} elements") from None
+    except ValueError:
+        raise InvalidInput(f"input '{name}' shape must be an array of non-negative integers") from None

@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 
 from conftest import BerthServer, free_port
-from models import write_python_model
+from models import write_lipsync_model, write_python_model
 
 from berth.grpc.generated.berth.v1 import berth_pb2, berth_pb2_grpc
 
@@ -26,22 +26,6 @@ OUTPUT_ITEM = (3, 8, 8)
 #: the test server's message limit (server.max_message_size_mb)
 MAX_MESSAGE_MB = 1
 
-_LIPSYNC = '''
-import numpy as np
-
-
-class Model:
-    inputs = [("visual", "float32", [-1, 6, 8, 8]), ("audio", "float32", [-1, 32, 4, 4])]
-    outputs = [("output", "float32", [-1, 3, 8, 8])]
-
-    def load(self, model_dir, device):
-        pass
-
-    def predict(self, inputs):
-        visual, audio = inputs["visual"], inputs["audio"]
-        gain = audio.reshape(audio.shape[0], -1).mean(axis=1).astype(np.float32)
-        return {"output": (visual[:, :3] + visual[:, 3:]) * gain[:, None, None, None]}
-'''
 
 _TYPED = '''
 import numpy as np
@@ -89,7 +73,7 @@ def write_repository(models: Path) -> Path:
     """double (y = 2x, [N, 4]), lipsync, typed (INT32 + BOOL), strings (BYTES), spare."""
     write_python_model(models / "double")
     write_python_model(models / "spare")
-    _write(models / "lipsync", _LIPSYNC, "max_queue_delay_ms: 20\n")
+    write_lipsync_model(models / "lipsync", "max_queue_delay_ms: 20\n")
     _write(models / "typed", _TYPED)
     _write(models / "strings", _STRINGS)
     return models

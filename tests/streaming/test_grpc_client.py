@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import textwrap
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
@@ -13,25 +12,8 @@ import pytest
 from berth.client import AsyncGrpcClient, BerthClientError, GrpcClient, GrpcError, StreamError
 from berth.client.cli import main as cli_main
 from conftest import BerthServer
-from models import softmax, write_linear_softmax, write_python_model
+from models import softmax, write_linear_softmax, write_lipsync_model, write_python_model
 
-#: seed 003's lip-sync model, shrunk: visual [B, 6, 8, 8] + audio [B, 32, 4, 4] -> [B, 3, 8, 8]
-_LIPSYNC = '''
-import numpy as np
-
-
-class Model:
-    inputs = [("visual", "float32", [-1, 6, 8, 8]), ("audio", "float32", [-1, 32, 4, 4])]
-    outputs = [("output", "float32", [-1, 3, 8, 8])]
-
-    def load(self, model_dir, device):
-        pass
-
-    def predict(self, inputs):
-        visual, audio = inputs["visual"], inputs["audio"]
-        gain = audio.reshape(audio.shape[0], -1).mean(axis=1).astype(np.float32)
-        return {"output": (visual[:, :3] + visual[:, 3:]) * gain[:, None, None, None]}
-'''
 
 
 def lipsync_reference(visual: np.ndarray, audio: np.ndarray) -> np.ndarray:
@@ -47,8 +29,7 @@ def lipsync_batch(batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def write_repository(root: Path) -> np.ndarray:
     """lin (ONNX softmax(x @ W), x [N, 4]), lipsync, spare (y = 2x), slow (sleeps 1 s per call)."""
     weights = write_linear_softmax(root / "lin" / "1" / "model.onnx", features=4, classes=3, seed=7)
-    (root / "lipsync" / "1").mkdir(parents=True)
-    (root / "lipsync" / "1" / "model.py").write_text(textwrap.dedent(_LIPSYNC))
+    write_lipsync_model(root / "lipsync")
     write_python_model(root / "spare")
     write_python_model(root / "slow", predict_sleep=1.0)
     return weights

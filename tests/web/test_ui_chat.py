@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import BerthServer
-from ui_fixtures import browser, open_page  # noqa: F401  (browser is a fixture)
+from ui_fixtures import browser, page  # noqa: F401  (browser and page are fixtures)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
 from llm_fixtures import LLAMA, lm_server  # noqa: E402
@@ -24,11 +24,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Iterator
     yield instance
     instance.stop()
 
-
-@pytest.fixture
-def page(browser: Any, server: BerthServer, tmp_path: Path) -> Iterator[Any]:
-    for page, _probe in open_page(browser, server, tmp_path):
-        yield page
 
 
 def test_chat_streams_an_answer_with_timings_and_keeps_the_conversation(page: Any, server: BerthServer, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import BerthServer
-from ui_fixtures import PageProbe, browser, open_page, start_ui_server  # noqa: F401  (browser is a fixture)
+from ui_fixtures import PageProbe, browser, open_page, page, start_ui_server  # noqa: F401  (browser and page are fixtures)
 
 SEED_RESULT_FIELDS = ["req_id", "mode", "started_at", "finished_at", "client_ms", "server_ms", "queue_ms", "top_index", "top_score", "probs"]
 
@@ -23,11 +23,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
     yield instance
     instance.stop()
 
-
-@pytest.fixture
-def page(browser: Any, server: BerthServer, tmp_path: Path) -> Iterator[Any]:
-    for page, _probe in open_page(browser, server, tmp_path):
-        yield page
 
 
 def _ms(text: str) -> float:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from conftest import BerthServer
-from ui_fixtures import ADMIN_TOKEN, browser, open_page, start_ui_server  # noqa: F401  (browser is a fixture)
+from ui_fixtures import ADMIN_TOKEN, browser, open_page, page, start_ui_server  # noqa: F401  (browser and page are fixtures)
 
 PWN = "<script>window.__pwned=1</script>"
 PWN_IMG = '<img src=x onerror="window.__pwned=2">'
@@ -24,11 +24,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
     yield instance
     instance.stop()
 
-
-@pytest.fixture
-def page(browser: Any, server: BerthServer, tmp_path: Path) -> Iterator[Any]:
-    for page, _probe in open_page(browser, server, tmp_path):
-        yield page
 
 
 def test_root_negotiates_html_for_browsers_and_json_for_the_rest(server: BerthServer) -> None:

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import BerthServer
-from ui_fixtures import browser, open_page, start_ui_server  # noqa: F401  (browser is a fixture)
+from ui_fixtures import browser, page, start_ui_server  # noqa: F401  (browser and page are fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -17,11 +17,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Iterator
     yield instance
     instance.stop()
 
-
-@pytest.fixture
-def page(browser: Any, server: BerthServer, tmp_path: Path) -> Iterator[Any]:
-    for page, _probe in open_page(browser, server, tmp_path):
-        yield page
 
 
 def test_a_two_second_stream_shows_events(page: Any, server: BerthServer) -> None:

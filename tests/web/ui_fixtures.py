@@ -64,6 +64,13 @@ def browser() -> Iterator[Any]:
         instance.close()
 
 
+@pytest.fixture
+def page(browser: Any, server: BerthServer, tmp_path: Path) -> Iterator[Any]:
+    """A fresh page on the module's ``server`` fixture, checked as :func:`open_page` does."""
+    for opened, _probe in open_page(browser, server, tmp_path):
+        yield opened
+
+
 class PageProbe:
     """What a page did that it should not have: script errors, requests off the server."""
 

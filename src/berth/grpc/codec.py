@@ -19,18 +19,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InternalError, InvalidInput, PayloadTooLarge
+from ..errors import InternalError, InvalidInput
 from ..tensors import (
-    MAX_TENSOR_ELEMENTS,
     NUMPY_TO_V2,
-    V2_TO_NUMPY,
     TensorDataError,
     array_from_raw,
     array_to_raw,
-    checked_element_count,
+    declared_dtype,
+    declared_element_count,
 )
-
-_DATATYPES = ", ".join(V2_TO_NUMPY)
 
 #: the ``InferTensorContents`` field that carries each datatype
 CONTENTS_FIELD: dict[str, str] = {
@@ -49,30 +46,10 @@ CONTENTS_FIELD: dict[str, str] = {
 }
 
 
-def input_dtype(name: str, datatype: str) -> np.dtype:
-    dtype = V2_TO_NUMPY.get(datatype)
-    if dtype is None:
-        if datatype == "BF16":
-            raise InvalidInput(f"input '{name}': BF16 is not supported (numpy has no such dtype); send FP16 or FP32")
-        raise InvalidInput(f"input '{name}' has unknown datatype '{datatype[:32]}' (one of {_DATATYPES})")
-    return dtype
-
-
-def element_count(name: str, shape: Sequence[int]) -> int:
-    """Elements in ``shape``; a negative dim or a product past the limit is refused."""
-    dims = list(shape)
-    try:
-        return checked_element_count(dims, MAX_TENSOR_ELEMENTS)
-    except OverflowError:  # too large, as over HTTP (413 there, RESOURCE_EXHAUSTED here)
-        raise PayloadTooLarge(f"input '{name}' shape {dims[:8]} has more than {MAX_TENSOR_ELEMENTS} elements") from None
-    except ValueError:
-        raise InvalidInput(f"input '{name}' shape {dims[:8]} must hold non-negative sizes") from None
-
-
 def from_raw(name: str, datatype: str, shape: Sequence[int], raw: bytes) -> np.ndarray:
     """An array over ``raw`` (no copy for numeric types; the array is read-only)."""
-    input_dtype(name, datatype)
-    count = element_count(name, shape)
+    declared_dtype(name, datatype)
+    count = declared_element_count(name, shape)
     try:
         return array_from_raw(raw, datatype, tuple(shape), count, label=f"input '{name}'")
     except TensorDataError as exc:
@@ -81,8 +58,8 @@ def from_raw(name: str, datatype: str, shape: Sequence[int], raw: bytes) -> np.n
 
 def from_contents(name: str, datatype: str, shape: Sequence[int], contents: object) -> np.ndarray:
     """An array from a V2 ``InferTensorContents`` message."""
-    dtype = input_dtype(name, datatype)
-    count = element_count(name, shape)
+    dtype = declared_dtype(name, datatype)
+    count = declared_element_count(name, shape)
     dims = tuple(shape)
     field = CONTENTS_FIELD.get(datatype)
     if field is None:

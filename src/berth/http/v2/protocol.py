@@ -24,15 +24,15 @@ import numpy as np
 import orjson
 
 from ...engine import Prediction
-from ...errors import InternalError, InvalidInput, PayloadTooLarge
+from ...errors import InternalError, InvalidInput
 from ...tensors import (
-    MAX_TENSOR_ELEMENTS,
     NUMPY_TO_V2,
     V2_TO_NUMPY,
     TensorDataError,
     array_from_raw,
     bools_from_raw,
-    checked_element_count,
+    declared_dtype,
+    declared_element_count,
     encode_bytes_elements,
     little_endian,
 )
@@ -153,9 +153,9 @@ def _inputs(value: Any, binary: memoryview, has_binary_header: bool, plain: Call
         shape = item.get("shape")
         if not isinstance(shape, list):
             raise InvalidInput(f"input '{name}' needs a 'shape' array")
-        count = _element_count(name, shape)
+        count = declared_element_count(name, shape)
         size = _parameters(item.get("parameters"), f"input '{name}'").get("binary_data_size")
-        dtype = _input_dtype(name, datatype)
+        dtype = declared_dtype(name, datatype)
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise InvalidInput(f"input '{name}': binary_data_size must be a non-negative integer")
@@ -181,24 +181,6 @@ def _inputs(value: Any, binary: memoryview, has_binary_header: bool, plain: Call
             f"the binary section holds {len(binary)} bytes but the inputs' binary_data_size values add up to {offset}"
         )
     return arrays
-
-
-def _element_count(name: str, shape: list[Any]) -> int:
-    try:
-        return checked_element_count(shape, MAX_TENSOR_ELEMENTS)
-    except OverflowError:
-        raise PayloadTooLarge(f"input '{name}' shape {shape[:8]} has more than {MAX_TENSOR_ELEMENTS} elements") from None
-    except ValueError:
-        raise InvalidInput(f"input '{name}' shape must be an array of non-negative integers") from None
-
-
-def _input_dtype(name: str, datatype: str) -> np.dtype:
-    dtype = V2_TO_NUMPY.get(datatype)
-    if dtype is None:
-        if datatype == "BF16":
-            raise InvalidInput(f"input '{name}': BF16 is not supported (no numpy dtype); send FP16 or FP32")
-        raise InvalidInput(f"input '{name}' has unknown datatype '{datatype[:32]}' (one of {_DATATYPES})")
-    return dtype
 
 
 def _binary_tensor(name: str, datatype: str, shape: list[int], count: int, chunk: memoryview) -> np.ndarray:
