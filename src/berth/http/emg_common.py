@@ -39,10 +39,9 @@ class Backends:
     def tensorrt_engine_problem(self) -> str | None:
         if not self.emg.tensorrt_engine:
             return None
-        problem = self.engine.registry.repository.problems.get(EMG_ACCELERATED_MODEL)
-        if problem is None and EMG_ACCELERATED_MODEL not in self.engine.registry.specs:
-            problem = "not servable"
-        return None if problem is None else "the TENSORRT_ENGINE file cannot be served by any runtime here"
+        registry = self.engine.registry
+        servable = EMG_ACCELERATED_MODEL in registry.specs and EMG_ACCELERATED_MODEL not in registry.repository.problems
+        return None if servable else "the TENSORRT_ENGINE file cannot be served by any runtime here"
 
     def tensorrt_available(self) -> bool:
         """TensorRT can run here: onnxruntime has its provider and a CUDA device exists."""

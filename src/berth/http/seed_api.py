@@ -30,6 +30,7 @@ from ..sessions import SessionStore, session_model_name
 from ..streaming.preprocess import row_distributions
 from .body import parse_json_object, read_body, read_raw_body
 from .disconnect import ClientDisconnected, cancel_on_disconnect
+from .emg_common import model_name
 from .errors import REQUEST_ID_HEADER, request_id, scope_request_id
 from .fastlane import AsgiEndpoint, RawHandler, send_json
 from .json_numbers import numbers_only
@@ -170,10 +171,7 @@ class SeedApi:
         return body, numbers_only(raw, body)
 
     def _model(self, body: dict[str, Any]) -> str:
-        model = body.get("model")
-        if model is not None and not isinstance(model, str):
-            raise InvalidInput("'model' must be a string")
-        return self.engine.resolve_model(model)
+        return self.engine.resolve_model(model_name(body))
 
     def _item(self, prediction: Prediction, index: int = 0) -> dict[str, Any]:
         first = next(iter(prediction.outputs.values()))

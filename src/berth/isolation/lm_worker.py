@@ -127,13 +127,6 @@ class WorkerGeneration:
 
         return emit
 
-    def fail_all(self, reason: str) -> None:
-        """The model is going away: every unfinished sequence ends with ``reason``."""
-        with self._lock:
-            left = list(self._sequences.values())
-        for seq in left:
-            seq.fail(reason)
-
 
 def _ignore(_delta: Delta) -> None:
     """A sequence's emit until its real one is set (nothing is emitted before submit)."""

@@ -25,7 +25,6 @@ from typing import Any, Iterable, Mapping, Sequence
 import msgpack
 import numpy as np
 
-PROTOCOL_VERSION = 1
 OPS = frozenset({"load", "signature", "run", "info", "memory", "ping", "shutdown", "generate", "abort"})
 _KINDS = frozenset("biufc")  # bool, signed, unsigned, float, complex
 _MAX_HEADER_BYTES = 16 * 1024 * 1024

@@ -26,7 +26,6 @@ class Device:
     workers: int
     max_models: int | None = None
     max_memory_bytes: int | None = None
-    total_memory_bytes: int | None = None
     # accounting, mutated only on the event loop
     models: set[tuple[str, str]] = field(default_factory=set)
     memory_bytes: int = 0
@@ -73,6 +72,6 @@ def discover_devices(config: BerthConfig) -> list[Device]:
         for index in range(gpus):
             total = cuda_total_bytes(index)
             limit = int(config.gpus.memory_gb_per_gpu * _GB) if config.gpus.memory_gb_per_gpu else (int(total * 0.9) if total else None)
-            devices.append(Device(f"cuda:{index}", "cuda", f"cuda:{index}", index, workers, max_memory_bytes=limit, total_memory_bytes=total))
+            devices.append(Device(f"cuda:{index}", "cuda", f"cuda:{index}", index, workers, max_memory_bytes=limit))
         return devices
     return [Device("cpu", "cpu", "cpu", 0, min(workers, os.cpu_count() or 1) if workers > 1 else workers)]

@@ -63,7 +63,7 @@ def _client_safe(message: str) -> str:
 def _warmup_is_optional(runtime: Runtime) -> bool:
     # with a variable non-batch dimension zeros of size 1 may be invalid input,
     # so a warm-up failure there is logged rather than failing the load
-    return any(d < 0 for spec in runtime.signature.inputs for d in spec.shape[1:])
+    return any(spec.static_tail is None for spec in runtime.signature.inputs)
 
 
 def _weights_size(path: Path) -> int:
@@ -313,10 +313,12 @@ class Registry:
             entry.stats.load_failures += 1
             entry.device = None
             entry.memory_bytes = 0
+            entry.memory_measured = False
             entry.transition = None
             retry = self._crashes.restart_failed(entry.key)
             if retry is not None:  # a restart after a worker crash: try again, backing off
                 self._schedule_restart(entry, retry)
+            self._refresh_devices()  # the estimate booked for it on its device is free again
             self._notify()
             return ModelNotReady(f"model '{entry.name}' failed to load: {entry.reason}")
         entry.runtime = runtime
@@ -349,7 +351,7 @@ class Registry:
             batchable = all(s.shape and s.shape[0] < 0 for s in (*runtime.signature.inputs, *runtime.signature.outputs))
             max_batch = 32 if batchable else 1
         workers = self.workers[device.id]
-        uniform = all(d >= 0 for spec in runtime.signature.inputs for d in spec.shape[1:])
+        uniform = all(spec.static_tail is not None for spec in runtime.signature.inputs)
         # a worker process runs one batch at a time, so by default one batch is in
         # flight (the queue fills the next one meanwhile); and a round trip to another
         # process never runs inline on the event loop
@@ -539,13 +541,16 @@ class Registry:
 
     def _trim_after_measure(self, entry: ModelEntry) -> None:
         """If the measured size pushed a limit over, evict idle models to get back under."""
+        device = entry.device
+        assert device is not None
         for _ in range(len(self.entries)):
-            others = [e for e in self.resident() if e is not entry]
+            # a model already unloading is on its way out: count it as gone, or every
+            # pass would evict one more idle model for memory that is already coming back
+            others = [e for e in self.resident() if e is not entry and e.state is not ModelState.UNLOADING]
             used = sum(e.memory_bytes for e in others) + entry.memory_bytes
-            device = entry.device
-            assert device is not None
+            on_device = sum(e.memory_bytes for e in others if e.device is device) + entry.memory_bytes
             over_server = used > self.limits.max_memory_bytes
-            over_device = device.max_memory_bytes is not None and device.memory_bytes > device.max_memory_bytes
+            over_device = device.max_memory_bytes is not None and on_device > device.max_memory_bytes
             if not (over_server or over_device):
                 return
             pool = [e for e in others if e.evictable and (over_server or e.device is device)]

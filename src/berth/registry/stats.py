@@ -61,6 +61,11 @@ class ModelStats:
         self.eviction_log.append({"at": time.time(), "reason": reason})
 
     @property
+    def queue_sum_ms(self) -> float:
+        """Time every request served so far spent queued, in all."""
+        return self._queue_sum_ms
+
+    @property
     def mean_inference_ms(self) -> float | None:
         return self._latency_sum_ms / self.inference_count if self.inference_count else None
 

@@ -33,10 +33,6 @@ SUFFIX_BACKENDS: dict[str, str] = {
 }
 
 
-def backend_names() -> tuple[str, ...]:
-    return tuple(_BACKENDS)
-
-
 def backend_for_path(path: Path) -> str | None:
     return SUFFIX_BACKENDS.get(path.suffix.lower())
 
@@ -59,6 +55,5 @@ __all__ = [
     "Signature",
     "TensorSpec",
     "backend_for_path",
-    "backend_names",
     "runtime_class",
 ]

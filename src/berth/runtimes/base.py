@@ -97,8 +97,6 @@ class Runtime(abc.ABC):
 
     backend: ClassVar[str]
     platform: ClassVar[str]
-    #: file suffixes this runtime loads, for repository discovery
-    suffixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, path: Path, placement: Placement, options: Mapping[str, Any] | None = None):
         self.path = path

@@ -49,7 +49,6 @@ class OnnxRuntime(Runtime):
 
     backend = "onnx"
     platform = "onnx_onnxv1"
-    suffixes = (".onnx",)
 
     _session: Any = None
     _direct_run: Any = None

@@ -211,7 +211,6 @@ class ParagonRuntime(Runtime):
 
     backend = "paragon"
     platform = "paragon_json"
-    suffixes = (".json",)
 
     def __init__(self, path: Path, placement: Placement, options: Mapping[str, Any] | None = None):
         super().__init__(path, placement, options)

@@ -50,7 +50,6 @@ def _specs(declared: Any) -> tuple[TensorSpec, ...]:
 class PythonRuntime(Runtime):
     backend = "python"
     platform = "python"
-    suffixes = (".py",)
 
     _instance: Any = None
     _signature: Signature

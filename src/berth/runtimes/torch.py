@@ -132,7 +132,6 @@ class _TorchRuntime(Runtime):
 class TorchScriptRuntime(_TorchRuntime):
     backend = "torchscript"
     platform = "pytorch_torchscript"
-    suffixes = (".pt", ".torchscript")
 
     def load(self) -> None:
         import torch
@@ -159,7 +158,6 @@ class TorchScriptRuntime(_TorchRuntime):
 class TorchExportRuntime(_TorchRuntime):
     backend = "torch_export"
     platform = "pytorch_export"
-    suffixes = (".pt2",)
 
     def load(self) -> None:
         import torch

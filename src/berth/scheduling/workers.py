@@ -42,10 +42,6 @@ class DeviceWorkers:
 
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix=f"berth-{device_id}", initializer=_name_thread)
 
-    @property
-    def busy(self) -> int:
-        return self.size - self.free
-
     def try_acquire(self, waiter: _Waiter) -> bool:
         if self.free > 0:
             self.free -= 1

@@ -138,7 +138,7 @@ def model_statistics(entry: ModelEntry) -> dict[str, Any]:
     stats = entry.stats
     requests = stats.inference_count
     compute_ms = (stats.mean_inference_ms or 0.0) * requests
-    queue_ms = (stats.to_dict()["mean_queue_ms"] or 0.0) * requests
+    queue_ms = stats.queue_sum_ms
     last_used = stats.last_used
     memory = []
     if entry.resident and entry.device is not None:
