@@ -66,17 +66,13 @@ def test_torch_model_on_cuda_measures_allocator_delta(tmp_path: Path) -> None:
     print("onnxruntime providers:", small["providers"], "big model memory MB:", big["memory_mb"])
 
 
-def test_language_model_on_cuda_in_the_server_and_in_an_executor_process() -> None:
+def test_language_model_on_cuda_in_the_server_and_in_an_executor_process(demo_dir: Path) -> None:
     """The demo LM on the GPU twice: on the server's threads and in its own worker
     process (weights and decode loop there, tokenizer here). Both land on cuda:0, both
     are charged device memory, and greedy decoding gives the same text in both."""
     from berth.generation import SamplingParams
     from berth.generation.service import GenerationService
-    from tests.conftest import DEMO_DIR
-
-    folder = DEMO_DIR / "llm" / "models" / "tinyllama"
-    if not folder.is_dir():
-        pytest.skip("the demo LMs are not built (berth demo build)")
+    folder = demo_dir / "llm" / "models" / "tinyllama"  # the fixture builds the demo if missing
 
     async def generate(service: GenerationService, model: str) -> str:
         generation = await service.open(model)

@@ -205,7 +205,7 @@ def test_symlinked_version_folder_pointing_outside_is_refused(tmp_path: Path) ->
     os.symlink(outside, models / "alpha" / "2", target_is_directory=True)
     repo = repo_for(tmp_path)
     specs = repo.scan()
-    assert "alpha" not in specs or "2" not in specs["alpha"].versions
+    assert "alpha" not in specs and "outside the repository" in repo.problems["alpha"]
 
 
 def test_symlinked_config_yaml_pointing_outside_is_refused(tmp_path: Path) -> None:

@@ -69,19 +69,22 @@ def test_memory_budget_evicts_by_measured_size(tmp_path: Path, make_server: Any)
         assert body["server"]["memory_mb"] <= body["server"]["max_memory_mb"]
 
 
-def test_measured_size_over_the_estimate_evicts_after_load(tmp_path: Path, make_server: Any) -> None:
+def test_measured_size_over_the_estimate_evicts_just_enough_after_load(tmp_path: Path, make_server: Any) -> None:
     repo = tmp_path / "repo"
-    for name in ("small", "liar"):
-        # the estimate says 1 MB; the model really holds ~60 MB
-        write_python_model(repo / name, ballast_bytes=60 * 1024 * 1024, config="memory_estimate_mb: 1\n")
+    for name in ("older", "newer"):  # honest: ~25 MB each, estimated so
+        write_python_model(repo / name, ballast_bytes=25 * 1024 * 1024, config="memory_estimate_mb: 25\n")
+    # the estimate says 1 MB; the model really holds ~60 MB: 25 + 25 + 60 is over 100 MB,
+    # and evicting the least recently used one (older) is enough
+    write_python_model(repo / "liar", ballast_bytes=60 * 1024 * 1024, config="memory_estimate_mb: 1\n")
     server = make_server({"repository": str(repo), "capacity": {"max_memory_gb": 100 / 1024, "max_models": 10}})
     with server.client() as client:
-        _use(client, "small", "liar")
+        _use(client, "older", "newer", "liar")
         time.sleep(0.5)
         models = {m["name"]: m for m in client.get("/models").json()["models"]}
     assert models["liar"]["state"] == "READY"
-    assert models["small"]["state"] == "UNLOADED"
-    assert "measured larger than estimated" in models["small"]["stats"]["recent_evictions"][0]["reason"]
+    assert models["older"]["state"] == "UNLOADED"
+    assert "measured larger than estimated" in models["older"]["stats"]["recent_evictions"][0]["reason"]
+    assert models["newer"]["state"] == "READY", "evicted more than the overshoot needed"
 
 
 def test_idle_models_are_unloaded(tmp_path: Path, make_server: Any) -> None:

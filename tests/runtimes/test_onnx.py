@@ -81,7 +81,6 @@ def test_registered_for_onnx_files() -> None:
     assert runtime_class("onnx") is OnnxRuntime
     assert backend_for_path(Path("model.onnx")) == "onnx"
     assert backend_for_path(Path("MODEL.ONNX")) == "onnx"
-    assert OnnxRuntime.suffixes == (".onnx",)
 
 
 def test_signature_read_from_file(mixed: tuple[Path, np.ndarray]) -> None:

@@ -80,7 +80,6 @@ def test_registered_backend_and_suffix() -> None:
     assert backend_for_path(Path("mnist_model.json")) == "paragon"
     assert ParagonRuntime.backend == "paragon"
     assert ParagonRuntime.platform == "paragon_json"
-    assert ParagonRuntime.suffixes == (".json",)
 
 
 # ── hand-written networks, references computed by hand ─────────────────────
