@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Coroutine, Mapping
 
 import numpy as np
 
@@ -21,27 +20,11 @@ from .registry import ModelEntry, ModelState, Registry, discover_devices
 from .registry.entry import Lease
 from .runtimes.base import Signature, TensorSpec
 from .tensors import MAX_TENSOR_ELEMENTS, v2_datatype
-from .scheduling import InferResult
+from .scheduling import Prediction
 
 log = logging.getLogger("berth.engine")
 
 _MB = 1024 * 1024
-
-
-@dataclass(slots=True)
-class Prediction:
-    """An inference result plus where and how it ran."""
-
-    model: str
-    version: str
-    outputs: dict[str, np.ndarray]
-    queue_ms: float
-    compute_ms: float
-    total_ms: float
-    batch_size: int
-    worker_id: int
-    device_id: str
-    accelerated: bool
 
 
 class Engine:
@@ -85,18 +68,21 @@ class Engine:
             raise InvalidInput("no model named and the server has no default_model")
         return model
 
-    async def infer(
+    def infer(
         self,
         model: str,
         inputs: Mapping[str, np.ndarray],
         *,
         version: str | None = None,
         timeout_s: float | None = None,
-    ) -> Prediction:
-        """Run ``inputs`` (batch-leading arrays, named as the model's inputs)."""
-        return await self._run(model, version, timeout_s, None, inputs)
+    ) -> Coroutine[Any, Any, Prediction]:
+        """Run ``inputs`` (batch-leading arrays, named as the model's inputs); await it.
 
-    async def infer_values(
+        A plain function returning the request's coroutine: one coroutine per request
+        rather than two, on the path every front end takes."""
+        return self._run(model, version, timeout_s, None, inputs)
+
+    def infer_values(
         self,
         model: str,
         values: np.ndarray,
@@ -104,8 +90,8 @@ class Engine:
         batched: bool,
         version: str | None = None,
         timeout_s: float | None = None,
-    ) -> Prediction:
-        """Seed-000 style: plain numbers for a single-input model, reshaped to fit.
+    ) -> Coroutine[Any, Any, Prediction]:
+        """Seed-000 style: plain numbers for a single-input model, reshaped to fit; await it.
 
         ``values`` holds one item (flat, or already item-shaped such as a 28×28
         image) or, when ``batched``, a leading batch dimension of such items. The
@@ -120,7 +106,7 @@ class Engine:
             # plain JSON numbers carry no dtype: they take the input's
             return {spec.name: shaped if shaped.dtype == spec.dtype else shaped.astype(spec.dtype)}
 
-        return await self._run(model, version, timeout_s, feeds, None)
+        return self._run(model, version, timeout_s, feeds, None)
 
     async def _run(
         self,
@@ -130,40 +116,31 @@ class Engine:
         build_feeds: Callable[[Signature], Mapping[str, np.ndarray]] | None,
         inputs: Mapping[str, np.ndarray] | None,
     ) -> Prediction:
-        """One request: lease the model (loading it if needed), validate, queue, await."""
+        """One request: hold the model (loading it if needed), validate, queue, await."""
         started = time.perf_counter()
         deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.default_timeout_s)
+        registry = self.registry
         self.inflight += 1
         try:
-            # the common case needs no await: a READY model leased synchronously
-            lease = self.registry.try_acquire(model, version) or await self.registry.acquire(model, version, deadline)
-            entry = lease.entry
+            # the common case needs no await: a READY model held synchronously
+            entry = registry.hold_ready(model, version) or await registry.hold(model, version, deadline)
             try:
-                assert entry.runtime is not None and entry.batcher is not None
+                runtime, batcher = entry.runtime, entry.batcher
+                assert runtime is not None and batcher is not None
                 if build_feeds is not None:
-                    inputs = build_feeds(entry.runtime.signature)
+                    inputs = build_feeds(runtime.signature)
                 assert inputs is not None
                 feeds, rows = self._validate(entry, inputs)
-                result: InferResult = await entry.batcher.submit(feeds, rows, deadline)
+                prediction = await batcher.submit(feeds, rows, deadline)
             except InternalError:
                 entry.stats.failures += 1
                 raise
             finally:
-                lease.release()
+                registry.release(entry)
         finally:
             self.inflight -= 1
-        return Prediction(
-            model=entry.name,
-            version=entry.version,
-            outputs=result.outputs,
-            queue_ms=result.queue_ms,
-            compute_ms=result.compute_ms,
-            total_ms=(time.perf_counter() - started) * 1000.0,
-            batch_size=result.batch_size,
-            worker_id=result.worker_id,
-            device_id=result.device_id,
-            accelerated=bool(entry.info.get("accelerated")),
-        )
+        prediction.total_ms = (time.perf_counter() - started) * 1000.0
+        return prediction
 
     def _validate(self, entry: ModelEntry, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
         """Check names, dtypes and shapes against the signature; cast safe dtypes."""
@@ -266,6 +243,7 @@ class Engine:
             "pinned": entry.pinned,
             "inflight": entry.leases,
             "queue_depth": batcher.depth if batcher else 0,
+            "ran_at_once": batcher.ran_at_once if batcher else 0,
             "max_batch_size": batcher.max_batch_size if batcher else entry.spec.settings.max_batch_size,
             "description": entry.spec.settings.description,
             "labels": entry.spec.settings.labels,

@@ -77,7 +77,7 @@ class Lease:
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._registry._release(self.entry, self._counted)
+            self._registry.release(self.entry, self._counted)
 
     def __enter__(self) -> "Lease":
         return self

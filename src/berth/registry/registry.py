@@ -170,15 +170,22 @@ class Registry:
         return [e for e in self.entries.values() if e.resident]
 
     # ── leases ─────────────────────────────────────────────────────────────
-    def try_acquire(self, name: str, version: str | None = None) -> Lease | None:
-        """A lease on a model that is READY right now, else None (then use :meth:`acquire`)."""
+    # The data plane holds an entry directly (hold_ready / hold, then release): no
+    # object per request. Everything else takes a Lease, which releases once.
+    def hold_ready(self, name: str, version: str | None = None) -> ModelEntry | None:
+        """Hold a model that is READY right now as one use of it, else None (then use
+        :meth:`hold`). Give it back with :meth:`release`."""
         entry = self.entries.get((name, version)) if version else self._default_entries.get(name)
         if entry is None or entry.state is not ModelState.READY:
             return None
-        return self._lease(entry, count_use=True, missed=False)
+        entry.leases += 1
+        stats = entry.stats
+        stats.hits += 1
+        stats.touch()
+        return entry
 
-    def _lease(self, entry: ModelEntry, *, count_use: bool, missed: bool) -> Lease:
-        """Lease a READY entry. A lease that is not a use (metadata lookups) leaves the
+    def _hold(self, entry: ModelEntry, *, count_use: bool, missed: bool) -> ModelEntry:
+        """Hold a READY entry. A hold that is not a use (metadata lookups) leaves the
         usage counts and recency, which drive eviction, as they were."""
         entry.leases += 1
         if count_use:
@@ -187,10 +194,16 @@ class Registry:
             else:
                 entry.stats.hits += 1
             entry.stats.touch()
-        return Lease(entry, self, count_use)
+        return entry
 
     async def acquire(self, name: str, version: str | None = None, deadline: float | None = None, *, count_use: bool = True) -> Lease:
-        """A lease on a READY model, loading it first if needed (single flight).
+        """A lease on a READY model, loading it first if needed (see :meth:`hold`)."""
+        entry = await self.hold(name, version, deadline, count_use=count_use)
+        return Lease(entry, self, count_use)
+
+    async def hold(self, name: str, version: str | None = None, deadline: float | None = None, *, count_use: bool = True) -> ModelEntry:
+        """Hold a READY model, loading it first if needed (single flight); give it
+        back with :meth:`release`.
 
         ``deadline`` (monotonic) bounds the wait for a load; the load itself goes on
         for the requests that can still use it.
@@ -202,7 +215,7 @@ class Registry:
         while True:
             state = entry.state
             if state is ModelState.READY:
-                return self._lease(entry, count_use=count_use, missed=missed)
+                return self._hold(entry, count_use=count_use, missed=missed)
             if state is ModelState.FAILED and time.monotonic() - entry.failed_at < self._crashes.retry_after(entry.key, FAILED_RETRY_S):
                 raise ModelNotReady(f"model '{entry.name}' failed to load: {entry.reason}")
             missed = True
@@ -219,7 +232,8 @@ class Registry:
             except asyncio.TimeoutError:
                 raise DeadlineExceeded(f"model '{entry.name}' was still {entry.state.value.lower()} when the request's deadline passed") from None
 
-    def _release(self, entry: ModelEntry, counted: bool) -> None:
+    def release(self, entry: ModelEntry, counted: bool = True) -> None:
+        """Give back one hold; ``counted`` says it was a use (it updates recency)."""
         entry.leases -= 1
         if counted:
             entry.stats.last_used_mono = time.monotonic()
@@ -358,6 +372,8 @@ class Registry:
         isolated = settings.isolation == "process"
         return Batcher(
             model=entry.name,
+            version=entry.version,
+            accelerated=bool(entry.info.get("accelerated")),
             runtime=runtime,
             workers=workers,
             max_batch_size=max_batch,

@@ -1,6 +1,6 @@
 """Per-model queues, the dynamic batcher and the device worker slots."""
 
-from .batcher import Batcher, InferResult
+from .batcher import Batcher, Prediction
 from .workers import DeviceWorkers
 
-__all__ = ["Batcher", "DeviceWorkers", "InferResult"]
+__all__ = ["Batcher", "DeviceWorkers", "Prediction"]

@@ -21,9 +21,18 @@ of the run time per row, measured on real requests on the worker threads: a mode
 runs inline only after ``_INLINE_AFTER`` such batches, only when every request has the
 same static item shape. Inline runs keep feeding the average, so a model that turns
 slow goes back to the threads; and a model whose inline runs took more than
-``_INLINE_TRIP`` times the limit ``_INLINE_STRIKES`` times (fast on some inputs, slow
-on others) never runs inline again. A single slow run is not enough, since the OS can
-pre-empt the loop at any time. ``inline_max_us: 0`` turns this off.
+``_INLINE_TRIP`` times the limit ``_INLINE_STRIKES`` times within ``_STRIKE_WINDOW``
+inline runs (fast on some inputs, slow on others) never runs inline again. A few slow
+runs spread over a long life are not enough, since the OS can pre-empt the loop at any
+time (a busy machine did exactly that to a 20 µs model). ``inline_max_us: 0`` turns this off.
+
+Deferring dispatch costs a lone request two extra turns of the loop (the deferred
+call, then waking its caller), which is most of the latency a tiny model adds at low
+concurrency. So the batcher watches what deferring buys: after ``_LONE_AFTER``
+deferred dispatches in a row that each found just one request and nothing running, a
+request that could run inline runs at once, inside ``submit``, and its caller never
+waits. One request in ``_PROBE_EVERY`` is still deferred as a probe; as soon as a
+deferred dispatch finds company, batching resumes.
 
 A queued request whose deadline passes is answered then (a timer watches the earliest
 deadline in the queue), not when a slot frees up.
@@ -53,17 +62,27 @@ log = logging.getLogger("berth.scheduling")
 
 _INLINE_AFTER = 8  # real batches measured on worker threads before inline runs are allowed
 _INLINE_TRIP = 20.0  # an inline run this many times over the limit is a strike
-_INLINE_STRIKES = 3  # strikes before a model stops running inline for good
+_INLINE_STRIKES = 3  # strikes within _STRIKE_WINDOW inline runs before a model stops running inline for good
+_STRIKE_WINDOW = 1000
+_LONE_AFTER = 8  # deferred dispatches that found one request alone before requests run at once
+_PROBE_EVERY = 16  # while running at once, every this many-th request is deferred to look for company
 
 
 @dataclass(slots=True)
-class InferResult:
+class Prediction:
+    """An inference result plus where and how it ran: one per request, made here so
+    that the hot path builds one object, not two."""
+
+    model: str
+    version: str
     outputs: dict[str, np.ndarray]
     queue_ms: float
     compute_ms: float
     batch_size: int
     worker_id: int
     device_id: str
+    accelerated: bool
+    total_ms: float = 0.0  # set by the Engine: the whole request, lease and checks included
 
 
 @dataclass(slots=True)
@@ -71,7 +90,7 @@ class _Item:
     feeds: dict[str, np.ndarray]
     rows: int
     deadline: float
-    future: asyncio.Future[InferResult]
+    future: asyncio.Future[Prediction]
     enqueued: float
     key: tuple[Any, ...] | None = None  # computed only when the item may join a batch
 
@@ -86,6 +105,8 @@ class Batcher:
         self,
         *,
         model: str,
+        version: str = "1",
+        accelerated: bool = False,
         runtime: Runtime,
         workers: DeviceWorkers,
         max_batch_size: int,
@@ -97,6 +118,8 @@ class Batcher:
         uniform: bool = False,
     ) -> None:
         self.model = model
+        self.version = version
+        self.accelerated = accelerated
         self.runtime = runtime
         self.workers = workers
         self.max_batch_size = max_batch_size
@@ -113,10 +136,14 @@ class Batcher:
         self._row_s = 0.0  # moving average of run time per row; 0 = not measured yet
         self._measured_batches = 0
         self._inline_strikes = 0
+        self._inline_runs = 0  # inline runs since the first strike of the current window
         self._inline_max_s = inline_max_us / 1e6 if uniform else 0.0
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0
         self._dispatch_scheduled = False
+        self._lone_streak = 0  # deferred dispatches in a row that found one request alone
+        self._run_at_once = 0  # requests run at once since the last probe
+        self.ran_at_once = 0  # requests that skipped the queue, in all
         # every request has the same item shape and dtype (a fully static signature,
         # already enforced by the Engine), so batch-mates need no shape comparison
         self._uniform = uniform
@@ -126,14 +153,20 @@ class Batcher:
     def depth(self) -> int:
         return len(self._queue)
 
-    def submit(self, feeds: dict[str, np.ndarray], rows: int, deadline: float) -> asyncio.Future[InferResult]:
+    def submit(self, feeds: dict[str, np.ndarray], rows: int, deadline: float) -> asyncio.Future[Prediction]:
         """Queue one request; the returned future resolves with its slice of a batch."""
         if self._closed:
             raise ModelNotReady(f"model '{self.model}' is being unloaded; retry")
         if len(self._queue) >= self.queue_size:
             raise Overloaded(f"model '{self.model}' queue is full ({self.queue_size} waiting)", retry_after_s=self._retry_hint())
-        future: asyncio.Future[InferResult] = self._loop.create_future()
-        self._queue.append(_Item(feeds, rows, deadline, future, time.monotonic()))
+        future: asyncio.Future[Prediction] = self._loop.create_future()
+        now = time.monotonic()
+        item = _Item(feeds, rows, deadline, future, now)
+        if self._lone_streak >= _LONE_AFTER and self._may_run_at_once(rows, deadline, now):
+            self.ran_at_once += 1
+            self._run_inline([item])
+            return future
+        self._queue.append(item)
         self._queued_rows += rows
         if self._expiry is not None and deadline < self._expiry_at:
             self._expiry.cancel()  # re-armed for this earlier deadline if it has to wait
@@ -143,9 +176,24 @@ class Batcher:
             self._loop.call_soon(self._scheduled_dispatch)
         return future
 
+    def _may_run_at_once(self, rows: int, deadline: float, now: float) -> bool:
+        """Whether a request may skip the queue: nothing waiting or running, a model
+        that runs inline, no batching delay asked for, and this is not a probe."""
+        if self._queue or self.running or self._dispatch_scheduled or self.max_queue_delay_s > 0 or deadline <= now:
+            return False
+        if self._measured_batches < _INLINE_AFTER or self._row_s * rows >= self._inline_max_s:
+            return False
+        self._run_at_once += 1
+        if self._run_at_once >= _PROBE_EVERY:
+            self._run_at_once = 0
+            return False
+        return True
+
     def _scheduled_dispatch(self) -> None:
         self._dispatch_scheduled = False
+        alone = len(self._queue) == 1 and not self.running
         self.dispatch()
+        self._lone_streak = self._lone_streak + 1 if alone else 0
 
     def _arm_expiry(self) -> None:
         """Keep a timer on the earliest deadline among the queued requests.
@@ -271,6 +319,10 @@ class Batcher:
             self._fail(batch, exc)
             return
         elapsed = time.perf_counter() - started
+        if self._inline_strikes:
+            self._inline_runs += 1
+            if self._inline_runs > _STRIKE_WINDOW:  # strikes too far apart: pre-emption, not the model
+                self._inline_strikes = self._inline_runs = 0
         if elapsed > _INLINE_TRIP * self._inline_max_s:
             self._inline_strikes += 1
             if self._inline_strikes >= _INLINE_STRIKES:
@@ -333,10 +385,11 @@ class Batcher:
         queue_ms = [(dispatched - item.enqueued) * 1000.0 for item in batch]
         if self._on_batch is not None:
             self._on_batch(rows, compute_ms, queue_ms)
+        model, version, accelerated = self.model, self.version, self.accelerated
         if len(batch) == 1:
             item = batch[0]
             if not item.future.done():
-                item.future.set_result(InferResult(outputs, queue_ms[0], compute_ms, rows, worker_id, device_id))
+                item.future.set_result(Prediction(model, version, outputs, queue_ms[0], compute_ms, rows, worker_id, device_id, accelerated))
             return
         for name, value in outputs.items():
             if value.ndim == 0 or value.shape[0] != rows:
@@ -349,9 +402,8 @@ class Batcher:
         for item, waited in zip(batch, queue_ms):
             end = offset + item.rows
             if not item.future.done():
-                item.future.set_result(
-                    InferResult({n: v[offset:end] for n, v in outputs.items()}, waited, compute_ms, rows, worker_id, device_id)
-                )
+                sliced = {n: v[offset:end] for n, v in outputs.items()}
+                item.future.set_result(Prediction(model, version, sliced, waited, compute_ms, rows, worker_id, device_id, accelerated))
             offset = end
 
     def close(self) -> None:
