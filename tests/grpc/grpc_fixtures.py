@@ -55,6 +55,18 @@ class Model:
         return {"upper": out.reshape(s.shape)}
 '''
 
+_FIXED = '''
+import numpy as np
+
+
+class Model:
+    inputs = [("x", "float32", [2, 3])]
+    outputs = [("y", "float32", [2, 3])]
+
+    def predict(self, inputs):
+        return {"y": inputs["x"] + np.float32(1)}
+'''
+
 
 def lipsync_reference(visual: np.ndarray, audio: np.ndarray) -> np.ndarray:
     gain = audio.reshape(audio.shape[0], -1).mean(axis=1).astype(np.float32)
@@ -77,6 +89,11 @@ def write_repository(models: Path) -> Path:
     _write(models / "typed", _TYPED)
     _write(models / "strings", _STRINGS)
     return models
+
+
+def write_fixed_model(folder: Path) -> None:
+    """fixed (y = x + 1, [2, 3]): no batch dimension, so Triton's max_batch_size 0."""
+    _write(folder, _FIXED)
 
 
 @dataclass

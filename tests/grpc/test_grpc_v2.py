@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import queue
+from pathlib import Path
 from typing import Any, Iterator
 
 import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as tc
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from grpc_fixtures import RunningServer, lipsync_batch, lipsync_reference, shared_server
+from grpc_fixtures import RunningServer, lipsync_batch, lipsync_reference, start_grpc_server, write_fixed_model, write_repository
+from models import write_python_model
 
 from berth.grpc.generated import grpc_service_pb2 as pb
 from berth.grpc.generated import grpc_service_pb2_grpc as pb_grpc
+from berth.grpc.generated import model_config_pb2 as mc
+
+#: every model of the server below, batching or not
+MODELS = ("double", "lipsync", "typed", "strings", "fixed")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    yield from shared_server(tmp_path_factory, "grpc_v2")
+    root = tmp_path_factory.mktemp("grpc_v2")
+    models = write_repository(root / "models")
+    write_fixed_model(models / "fixed")
+    running = start_grpc_server(root / "server", models=models)
+    yield running
+    running.berth.stop()
 
 
 @pytest.fixture
@@ -72,7 +85,15 @@ def test_model_config(client: tc.InferenceServerClient) -> None:
     ]
     assert config["output"] == [{"name": "output", "data_type": "TYPE_FP32", "dims": ["3", "8", "8"]}]
     assert config["dynamic_batching"]["max_queue_delay_microseconds"] == "20000"
+    assert config["dynamic_batching"]["default_queue_policy"]["max_queue_size"] == 256  # server.queue_size
     assert config["instance_group"][0]["kind"] == "KIND_CPU"
+
+
+def test_model_config_without_batching(client: tc.InferenceServerClient) -> None:
+    config = client.get_model_config("fixed", as_json=True)["config"]
+    assert "max_batch_size" not in config  # 0: the dims below are the whole shape
+    assert config["input"] == [{"name": "x", "data_type": "TYPE_FP32", "dims": ["2", "3"]}]
+    assert "dynamic_batching" not in config
 
 
 def test_infer_raw_contents(client: tc.InferenceServerClient) -> None:
@@ -217,3 +238,108 @@ def test_grpc_health_service(server: RunningServer) -> None:
         watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
         assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
         watch.cancel()
+
+
+# ── one source of truth: the gRPC documents are the HTTP API's ───────────────
+def _enum_defaults() -> frozenset[str]:
+    """The zero value of every enum in the protos, which MessageToDict leaves out."""
+    enums = []
+    messages = []
+    for file in (mc.DESCRIPTOR, pb.DESCRIPTOR):
+        enums.extend(file.enum_types_by_name.values())
+        messages.extend(file.message_types_by_name.values())
+    while messages:
+        message = messages.pop()
+        enums.extend(message.enum_types)
+        messages.extend(message.nested_types)
+    return frozenset(enum.values_by_number[0].name for enum in enums)
+
+
+_ENUM_DEFAULTS = _enum_defaults()
+
+
+def _is_default(value: Any) -> bool:
+    return value in (False, 0, "", [], {}) or (isinstance(value, str) and value in _ENUM_DEFAULTS)
+
+
+def _proto_view(document: Any) -> Any:
+    """A document as the protobuf JSON mapping writes it, from either side: 64-bit
+    integers (strings in that mapping) as ints, and default values, which the mapping
+    leaves out, left out. Applied to both sides, so only real differences remain."""
+    if isinstance(document, dict):
+        kept = {key: _proto_view(value) for key, value in document.items()}
+        return {key: value for key, value in kept.items() if not _is_default(value)}
+    if isinstance(document, list):
+        return [_proto_view(value) for value in document]
+    if isinstance(document, str) and document.lstrip("-").isdigit():
+        return int(document)
+    return document
+
+
+def _grpc_view(message: Message) -> Any:
+    return _proto_view(json_format.MessageToDict(message, preserving_proto_field_name=True))
+
+
+def _last_inference(view: Any) -> list[int]:
+    """Takes ``last_inference`` out of a statistics view: each reading derives the
+    wall-clock time afresh, so two readings may differ by a millisecond's rounding."""
+    return [stats.pop("last_inference", 0) for stats in view.get("model_stats", [])]
+
+
+def test_documents_match_the_http_api(server: RunningServer, client: tc.InferenceServerClient) -> None:
+    """ModelMetadata, ModelConfig, ModelStatistics and RepositoryIndex answer with
+    exactly what ``GET /v2/models/{m}[/config|/stats]`` and ``POST /v2/repository/index``
+    answer, so the two front ends cannot drift apart."""
+    client.infer("double", [_input("x", np.ones((2, 4), dtype=np.float32), "FP32")])  # statistics with times
+    with server.channel() as channel, server.berth.client() as http:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        for model in MODELS:
+            metadata = stub.ModelMetadata(pb.ModelMetadataRequest(name=model), timeout=30)
+            assert _grpc_view(metadata) == _proto_view(http.get(f"/v2/models/{model}").json())
+            config = stub.ModelConfig(pb.ModelConfigRequest(name=model), timeout=30)
+            assert _grpc_view(config)["config"] == _proto_view(http.get(f"/v2/models/{model}/config").json())
+
+        for name, version, path in _STATISTICS:
+            grpc_stats = _grpc_view(stub.ModelStatistics(pb.ModelStatisticsRequest(name=name, version=version), timeout=30))
+            http_stats = _proto_view(http.get(path).json())
+            grpc_clock, http_clock = _last_inference(grpc_stats), _last_inference(http_stats)
+            assert grpc_stats == http_stats
+            assert len(grpc_clock) == len(http_clock) and all(abs(a - b) <= 1 for a, b in zip(grpc_clock, http_clock))
+        double = _grpc_view(stub.ModelStatistics(pb.ModelStatisticsRequest(name="double"), timeout=30))["model_stats"][0]
+        assert double["inference_count"] >= 2 and double["memory_usage"]  # the comparison had values to compare
+
+        for ready in (False, True):
+            index = stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=ready), timeout=30)
+            http_index = http.post("/v2/repository/index", json={"ready": ready}).json()
+            assert _grpc_view(index).get("models", []) == _proto_view(http_index)
+
+
+#: (name, version) of a ModelStatistics request and the HTTP path that asks the same
+_STATISTICS = (
+    ("", "", "/v2/models/stats"),
+    ("double", "", "/v2/models/double/stats"),
+    ("double", "1", "/v2/models/double/versions/1/stats"),
+    ("fixed", "", "/v2/models/fixed/stats"),
+)
+
+
+def test_a_gpu_is_named_by_its_cuda_number(tmp_path: Path) -> None:
+    """Triton's ``gpus`` and memory ``id`` are CUDA device numbers, not the place of
+    the device in berth's list. A Python model runs on the CPU wherever it is placed,
+    so a declared CUDA device shows this without a GPU."""
+    models = tmp_path / "models"
+    write_python_model(models / "double", config="preferred_device: gpu-a\n")
+    devices = [{"name": "cpu0"}, {"name": "gpu-a", "kind": "cuda", "index": 3}]
+    running = start_grpc_server(tmp_path / "server", models=models, devices=devices)
+    try:
+        with running.channel() as channel, running.berth.client() as http:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            config = _grpc_view(stub.ModelConfig(pb.ModelConfigRequest(name="double"), timeout=30))["config"]
+            assert config == _proto_view(http.get("/v2/models/double/config").json())
+            assert (config["instance_group"][0]["kind"], config["instance_group"][0]["gpus"]) == ("KIND_GPU", [3])
+            stats = _grpc_view(stub.ModelStatistics(pb.ModelStatisticsRequest(name="double"), timeout=30))
+            assert stats == _proto_view(http.get("/v2/models/double/stats").json())
+            memory = stats["model_stats"][0]["memory_usage"]
+            assert [(usage["type"], usage["id"]) for usage in memory] == [("GPU", 3)]
+    finally:
+        running.berth.stop()

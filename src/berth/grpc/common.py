@@ -22,9 +22,7 @@ def call_timeout(engine: Engine, context: aio.ServicerContext, *limits_s: float 
 def ready_entry(engine: Engine, name: str, version: str | None) -> ModelEntry | None:
     """The model's registry entry if it is READY now, else None; loads nothing.
 
-    For metadata lookups: taking a lease (``engine.signature``, ``engine.lease``) counts
-    as a use of the model in its statistics and eviction order, and a client reading
-    metadata has not used the model.
+    For readiness checks, which must neither load a model nor count as a use of it.
     """
     registry = engine.registry
     spec = registry.specs.get(name)
@@ -48,13 +46,5 @@ class Devices:
     def gpu_id(self, device_id: str | None) -> int:
         """The CUDA index of a device, -1 for CPUs and unknown ids (seed 003's gpu_id)."""
         device = self.get(device_id)
-        if device is None or device.kind != "cuda":
-            return -1
-        return int(device.framework_device.partition(":")[2] or 0)
-
-    def memory_kind(self, device_id: str | None) -> tuple[str, int]:
-        """V2 ``MemoryUsage`` type and id for a device."""
-        device = self.get(device_id)
-        if device is not None and device.kind == "cuda":
-            return "GPU", self.gpu_id(device_id)
-        return "CPU", 0
+        ordinal = device.cuda_ordinal if device is not None else None
+        return -1 if ordinal is None else ordinal

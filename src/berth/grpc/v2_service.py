@@ -5,6 +5,11 @@ the answer; failures leave through the one status table in :mod:`.errors`. Outpu
 always travel in ``raw_output_contents`` (what the stock Triton clients read first);
 inputs are accepted raw or as typed ``contents``.
 
+ModelMetadata, ModelConfig, ModelStatistics and RepositoryIndex answer with the
+documents the HTTP API serves (:mod:`berth.http.v2.metadata`), parsed into the
+messages with ``json_format.ParseDict``: one builder for both front ends, so they
+cannot drift apart.
+
 ``ModelStreamInfer`` answers every request of a stream, in order, with one
 ``ModelStreamInferResponse``; a failed request gets ``error_message`` and the stream
 goes on. Up to :data:`STREAM_WINDOW` requests of one stream run at once, so frames a
@@ -14,43 +19,35 @@ client pushes back to back can share a dynamic batch.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
+from google.protobuf import json_format
 from grpc import aio
 
 from .. import __version__
 from ..engine import Engine, Prediction
-from ..errors import InvalidInput, ModelNotFound, ModelNotReady
-from ..registry import ModelState
+from ..errors import InvalidInput, ModelNotFound
+from ..http.v2 import metadata
+from ..registry import ModelEntry, ModelState
 from ..runtimes.base import Signature
-from ..tensors import v2_datatype
 from . import codec
-from .common import Devices, call_timeout, ready_entry
+from .common import call_timeout, ready_entry
 from .errors import Unimplemented, abort, error_text, guard
 from .generated import grpc_service_pb2 as pb
 from .generated import grpc_service_pb2_grpc as pb_grpc
-from .generated import model_config_pb2 as mc
 
 #: requests of one stream in flight at once; the stream reads no further ahead
 STREAM_WINDOW = 64
 #: what ServerMetadata advertises: only what berth implements
 EXTENSIONS = ("model_repository", "statistics", "model_configuration")
-_NS_PER_MS = 1_000_000
-_MB = 1024 * 1024
-#: berth's lifecycle states as the repository extension spells them
-_INDEX_STATE = {
-    ModelState.READY.value: "READY",
-    ModelState.LOADING.value: "LOADING",
-    ModelState.UNLOADING.value: "UNLOADING",
-    ModelState.UNLOADED.value: "UNAVAILABLE",
-    ModelState.FAILED.value: "UNAVAILABLE",
-}
+
+#: a document about one model, from its registry entry and signature
+Document = Callable[[ModelEntry, Signature], dict[str, Any]]
 
 
 class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.devices = Devices(engine)
 
     # ── health and metadata ───────────────────────────────────────────────
     @guard
@@ -72,12 +69,8 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @guard
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: aio.ServicerContext) -> pb.ModelMetadataResponse:
-        row, signature = await self._describe(request.name, request.version)
-        response = pb.ModelMetadataResponse(name=row["name"], versions=row["versions"], platform=row["platform"] or row["backend"])
-        for specs, tensors in ((signature.inputs, response.inputs), (signature.outputs, response.outputs)):
-            for spec in specs:
-                tensors.add(name=spec.name, datatype=v2_datatype(spec.dtype), shape=spec.shape)
-        return response
+        document = await self._model_document(request.name, request.version, metadata.model_metadata)
+        return json_format.ParseDict(document, pb.ModelMetadataResponse())
 
     # ── inference ─────────────────────────────────────────────────────────
     @guard
@@ -138,31 +131,22 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
     # ── configuration and statistics ──────────────────────────────────────
     @guard
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: aio.ServicerContext) -> pb.ModelConfigResponse:
-        row, signature = await self._describe(request.name, request.version)
-        return pb.ModelConfigResponse(config=self._config(row, signature))
+        document = await self._model_document(request.name, request.version, metadata.model_config)
+        return json_format.ParseDict({"config": document}, pb.ModelConfigResponse())
 
     @guard
     async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: aio.ServicerContext) -> pb.ModelStatisticsResponse:
-        if request.name:
-            rows = self.engine.model_stats(request.name)["models"]
-            if request.version:
-                rows = [row for row in rows if row["version"] == request.version]
-                if not rows:
-                    raise ModelNotFound(f"model '{request.name}' has no version '{request.version}'")
-        else:
-            rows = self.engine.list_models()
-        return pb.ModelStatisticsResponse(model_stats=[self._statistics(row) for row in rows])
+        entries = await self._statistics_entries(request.name, request.version)
+        document = {"model_stats": [metadata.model_statistics(entry) for entry in entries]}
+        return json_format.ParseDict(document, pb.ModelStatisticsResponse())
 
     # ── model repository ──────────────────────────────────────────────────
     @guard
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: aio.ServicerContext) -> pb.RepositoryIndexResponse:
-        response = pb.RepositoryIndexResponse()
-        for row in self.engine.list_models():
-            if request.ready and row["state"] != ModelState.READY.value:
-                continue
-            reason = row["reason"] or ("unloaded" if row["state"] == ModelState.UNLOADED.value else "")
-            response.models.add(name=row["name"], version=row["version"], state=_INDEX_STATE.get(row["state"], "UNKNOWN"), reason=reason)
-        return response
+        models = [metadata.index_entry(row) for row in self.engine.list_models()]
+        if request.ready:
+            models = [model for model in models if model["state"] == "READY"]
+        return json_format.ParseDict({"models": models}, pb.RepositoryIndexResponse())
 
     @guard
     async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest, context: aio.ServicerContext) -> pb.RepositoryModelLoadResponse:
@@ -229,73 +213,25 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
         raise Unimplemented("berth's log settings are set at start (--log-level), not over gRPC")
 
     # ── helpers ───────────────────────────────────────────────────────────
-    async def _describe(self, name: str, version: str) -> tuple[dict[str, Any], Signature]:
-        """The Engine's description of a model and its signature (loading it if needed)."""
+    async def _model_document(self, name: str, version: str, document: Document) -> dict[str, Any]:
+        """``document`` for a model, loading the model if needed (Triton has every model
+        it describes loaded). The lease is not a use: lookups leave eviction order alone."""
         model = self.engine.resolve_model(name or None)
-        entry = ready_entry(self.engine, model, version or None)
-        if entry is None:  # not resident: load it, as Triton would have it loaded
-            await self.engine.signature(model, version or None)
-            entry = ready_entry(self.engine, model, version or None)
-        if entry is None or entry.runtime is None:  # unloaded again in the instant since
-            raise ModelNotReady(f"model '{model}' is not loaded")
-        runtime = entry.runtime
-        row = self.engine.describe(entry)
-        if entry.batcher is not None:
-            row["batching"] = {"max_queue_delay_ms": entry.batcher.max_queue_delay_s * 1000.0, "queue_size": entry.batcher.queue_size}
-        return row, runtime.signature
+        with await self.engine.lease(model, version or None, count_use=False) as lease:
+            entry = lease.entry
+            assert entry.runtime is not None
+            return document(entry, entry.runtime.signature)
 
-    def _config(self, row: dict[str, Any], signature: Signature) -> mc.ModelConfig:
-        max_batch = int(row["max_batch_size"] or 0)
-        config = mc.ModelConfig(name=row["name"], platform=row["platform"] or "", backend=row["backend"] or "", max_batch_size=max_batch)
-        # with max_batch_size > 0, Triton's dims leave out the batch dimension
-        skip = 1 if max_batch > 0 else 0
-        for spec in signature.inputs:
-            config.input.add(name=spec.name, data_type=_data_type(spec.dtype), dims=spec.shape[skip:])
-        for spec in signature.outputs:
-            config.output.add(name=spec.name, data_type=_data_type(spec.dtype), dims=spec.shape[skip:])
-        config.version_policy.specific.versions.extend(int(v) for v in row["versions"])
-        kind, index = self.devices.memory_kind(row["device"])
-        group = config.instance_group.add(name=f"{row['name']}_0", count=1)
-        group.kind = mc.ModelInstanceGroup.KIND_GPU if kind == "GPU" else mc.ModelInstanceGroup.KIND_CPU
-        if kind == "GPU":
-            group.gpus.append(index)
-        batching = row.get("batching")
-        if batching is not None:
-            config.dynamic_batching.max_queue_delay_microseconds = int(round(batching["max_queue_delay_ms"] * 1000))
-            config.dynamic_batching.default_queue_policy.max_queue_size = int(batching["queue_size"])
-        if row["device"]:
-            config.parameters["device"].string_value = row["device"]
-        config.parameters["memory_mb"].string_value = str(row["memory_mb"])
-        return config
-
-    def _statistics(self, row: dict[str, Any]) -> pb.ModelStatistics:
-        stats = row["stats"]
-        count = int(stats["inference_count"])
-        compute_ns = int((stats["mean_inference_ms"] or 0.0) * count * _NS_PER_MS)
-        queue_ns = int((stats["mean_queue_ms"] or 0.0) * count * _NS_PER_MS)
-        last_used = stats["last_used"]
-        result = pb.ModelStatistics(
-            name=row["name"],
-            version=row["version"],
-            last_inference=int(last_used * 1000) if last_used else 0,
-            # Triton's meaning, as over HTTP: every batch item is an inference, so a
-            # request of several rows counts each; the durations below count requests
-            inference_count=int(stats["batch_rows"]),
-            execution_count=int(stats["batches"]),
-        )
-        inference = result.inference_stats
-        inference.success.count, inference.success.ns = count, compute_ns + queue_ns
-        inference.fail.count = int(stats["failures"])
-        inference.queue.count, inference.queue.ns = count, queue_ns
-        inference.compute_infer.count, inference.compute_infer.ns = count, compute_ns
-        # berth does not time input/output copies apart from the run: their counts match
-        # compute_infer's with no time (perf_analyzer refuses statistics whose three
-        # compute counts differ: 'Server side statistics compute counts must be the same')
-        inference.compute_input.count = inference.compute_output.count = count
-        if row["memory_mb"]:
-            kind, index = self.devices.memory_kind(row["device"])
-            result.memory_usage.add(type=kind, id=index, byte_size=int(row["memory_mb"] * _MB))
-        return result
+    async def _statistics_entries(self, name: str, version: str) -> list[ModelEntry]:
+        """The entries a statistics request names, chosen as the HTTP ``.../stats``
+        endpoints choose them: no name means every model; a version needs a name."""
+        registry = self.engine.registry
+        if name and version:
+            return [await registry.entry(name, version)]
+        if name:
+            await registry.entry(name)  # ModelNotFound for an unknown model
+        rows = self.engine.list_models()
+        return [registry.entries[(row["name"], row["version"])] for row in rows if not name or row["name"] == name]
 
 
 def decode_inputs(request: pb.ModelInferRequest) -> dict[str, Any]:
@@ -352,8 +288,3 @@ def _model_name(name: str) -> str:
     if not name:
         raise InvalidInput("model_name is required")
     return name
-
-
-def _data_type(dtype: Any) -> int:
-    datatype = v2_datatype(dtype)
-    return mc.TYPE_STRING if datatype == "BYTES" else int(mc.DataType.Value(f"TYPE_{datatype}"))

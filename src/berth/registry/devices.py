@@ -31,6 +31,15 @@ class Device:
     memory_bytes: int = 0
 
     @property
+    def cuda_ordinal(self) -> int | None:
+        """The CUDA device number (``cuda:3`` → 3), None for other kinds. Not ``index``:
+        that is the device's place in berth's list, which differs from the CUDA number
+        once devices are declared in the config."""
+        if self.kind != "cuda":
+            return None
+        return int(self.framework_device.partition(":")[2] or 0)
+
+    @property
     def free_memory_bytes(self) -> int | None:
         if self.max_memory_bytes is None:
             return None

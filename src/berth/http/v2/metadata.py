@@ -2,8 +2,10 @@
 index entries and statistics, built from the Registry's view of a model.
 
 These are plain dicts in the field names Triton's HTTP endpoints use (snake_case, as
-``model_config.proto`` and ``grpc_service.proto`` spell them), so a gRPC front end can
-turn the same dicts into protobuf messages with ``json_format.ParseDict``.
+``model_config.proto`` and ``grpc_service.proto`` spell them, enum values by name).
+They are the one source of these documents: the gRPC servicer
+(:mod:`berth.grpc.v2_service`) turns the very same dicts into protobuf messages with
+``json_format.ParseDict``, so every field here must exist in those protos.
 """
 
 from __future__ import annotations
@@ -62,14 +64,16 @@ def model_config(entry: ModelEntry, signature: Signature) -> dict[str, Any]:
     With ``max_batch_size > 0`` the batch dimension is implied: ``dims`` leave it out,
     while the metadata's ``shape`` keeps it as -1 (perf_analyzer and tritonclient
     rely on exactly this). A model whose tensors do not all batch gets
-    ``max_batch_size: 0`` and full shapes.
+    ``max_batch_size: 0`` and full shapes. The instance count is how many batches of
+    the model berth runs at once, which is what Triton's instance count amounts to.
     """
     batched = batches(signature)
     batcher = entry.batcher
     settings = entry.spec.settings
     max_batch = batcher.max_batch_size if batcher is not None else (settings.max_batch_size or 1)
     concurrency = batcher.max_concurrency if batcher is not None else (settings.max_concurrency or 1)
-    gpu = entry.device is not None and entry.device.kind == "cuda"
+    device = entry.device
+    gpu = device is not None and device.kind == "cuda"
 
     def dims(spec: TensorSpec) -> list[int]:
         return list(spec.shape[1:] if batched else spec.shape)
@@ -101,7 +105,7 @@ def model_config(entry: ModelEntry, signature: Signature) -> dict[str, Any]:
                 "name": f"{entry.name}_0",
                 "kind": "KIND_GPU" if gpu else "KIND_CPU",
                 "count": concurrency,
-                "gpus": [entry.device.index] if gpu and entry.device is not None else [],
+                "gpus": [device.cuda_ordinal] if gpu and device is not None else [],
             }
         ],
         "default_model_filename": entry.spec.versions[entry.version].name,
@@ -114,6 +118,10 @@ def model_config(entry: ModelEntry, signature: Signature) -> dict[str, Any]:
             "max_queue_delay_microseconds": int(round((settings.max_queue_delay_ms or 0.0) * 1000)),
             "preserve_ordering": False,
         }
+        if batcher is not None:
+            # left out, Triton's max_queue_size means "unbounded"; berth's queue refuses
+            # requests past its size, and a client sizing its load should know that
+            config["dynamic_batching"]["default_queue_policy"] = {"max_queue_size": batcher.queue_size}
     return config
 
 
@@ -141,10 +149,11 @@ def model_statistics(entry: ModelEntry) -> dict[str, Any]:
     queue_ms = stats.queue_sum_ms
     last_used = stats.last_used
     memory = []
-    if entry.resident and entry.device is not None:
-        memory.append(
-            {"type": "GPU" if entry.device.kind == "cuda" else "CPU", "id": entry.device.index, "byte_size": int(entry.memory_bytes)}
-        )
+    device = entry.device
+    if entry.resident and device is not None:
+        gpu = device.kind == "cuda"
+        # Triton numbers GPU memory by CUDA device and host memory as id 0
+        memory.append({"type": "GPU" if gpu else "CPU", "id": device.cuda_ordinal if gpu else 0, "byte_size": int(entry.memory_bytes)})
     return {
         "name": entry.name,
         "version": entry.version,
