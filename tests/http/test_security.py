@@ -12,7 +12,7 @@ from berth.config import load_config
 from berth.engine import Engine
 from berth.http import create_app
 from berth.http.security import ADMIN, DATA, PUBLIC, classify
-from tests.models import write_linear_softmax
+from models import write_linear_softmax
 
 X = {"input": [1.0, 2.0, 3.0, 4.0]}
 
@@ -128,11 +128,20 @@ def test_metrics_use_route_templates_and_model_names(repo: Path, make_server: An
             assert client.post("/infer", json={**X, "model": "m"}).status_code == 200
         client.get("/models/m")
         client.get("/no/such/path/abc123")
+        # the fast lane records its own routes, errors included, under their templates
+        assert client.post("/infer", json={"input": "nope", "model": "m"}).status_code == 400
+        v2_body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
+        assert client.post("/v2/models/m/infer", json=v2_body).status_code == 200
+        assert client.post("/v2/models/zzz987/infer", json=v2_body).status_code == 404
         text = client.get("/metrics").text
     assert 'berth_http_requests_total{method="POST",route="/infer",status="200"} 3.0' in text
+    assert 'berth_http_requests_total{method="POST",route="/infer",status="400"} 1.0' in text
+    assert 'berth_http_requests_total{method="POST",route="/v2/models/{model}/infer",status="200"} 1.0' in text
+    assert 'berth_http_requests_total{method="POST",route="/v2/models/{model}/infer",status="404"} 1.0' in text
+    assert "zzz987" not in text
     assert 'route="/models/{name}"' in text
     assert "abc123" not in text  # raw paths never become labels
-    assert 'berth_model_inferences_total{model="m",version="1"} 3.0' in text
+    assert 'berth_model_inferences_total{model="m",version="1"} 4.0' in text  # 3 seed + 1 V2
     assert 'berth_model_loads_total{model="m",version="1"} 1.0' in text
     assert re.search(r'berth_model_memory_bytes\{device="cpu",model="m",version="1"\} [1-9]', text)
     assert "berth_http_request_duration_seconds_bucket" in text

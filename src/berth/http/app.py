@@ -58,8 +58,9 @@ def _index_route(engine: Engine) -> Route:
 def create_app(engine: Engine, *, manage_engine: bool = True) -> ASGIApp:
     """The ASGI app. With ``manage_engine`` the app's lifespan starts and stops the Engine.
 
-    Outside in: SecurityGate (Host, Origin, credentials) → RequestMetrics → FastLane
-    (raw handlers for the hottest routes) → Starlette (every route).
+    Outside in: SecurityGate (Host, Origin, credentials) → FastLane (raw handlers for
+    the hottest routes, recording their own metrics) → RequestMetrics → Starlette
+    (every route).
     """
 
     @contextlib.asynccontextmanager
@@ -76,10 +77,10 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> ASGIApp:
             if manage_engine:
                 await engine.stop()
 
+    request_metrics = RequestMetrics(None)  # type: ignore[arg-type]  # wired to the app below, once it exists
     seed = SeedApi(engine)
     seed.seed001 = emg = EmgApi(engine)
     v2 = V2Api(engine)
-    request_metrics = RequestMetrics(None)  # wired to the app below, once it exists
     app = Starlette(
         routes=[
             *seed.routes(),
@@ -98,5 +99,6 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> ASGIApp:
         lifespan=lifespan,
     )
     app.state.engine = engine
-    request_metrics.app = FastLane(app, {**seed.fast_routes(), **v2.fast_routes()}, v2.prefix_routes())
-    return SecurityGate(request_metrics, engine.config, engine.quotas)
+    request_metrics.app = app
+    lane = FastLane(request_metrics, {**seed.fast_routes(), **v2.fast_routes()}, v2.prefix_routes(), request_metrics)
+    return SecurityGate(lane, engine.config, engine.quotas)

@@ -100,7 +100,7 @@ class EmgApi:
         prediction = await cancel_on_disconnect(receive, self.engine.infer_values(model, windows, batched=True))
         return prediction, (time.perf_counter() - started) * 1000.0
 
-    async def infer_seed001(self, scope: Scope, receive: Receive, send: Send, body: dict[str, Any]) -> None:
+    async def infer_seed001(self, scope: Scope, receive: Receive, send: Send, body: dict[str, Any]) -> int:
         """``POST /infer`` with seed 001's body: ``steps`` runs of the PyTorch backend.
 
         berth's models do not spike: ``spikes`` counts positive output activations over
@@ -124,7 +124,7 @@ class EmgApi:
             "backend": self.backends.label(prediction),
             "model": prediction.model,
         }
-        await send_json(send, 200, orjson.dumps(payload), scope_request_id(scope))
+        return await send_json(send, 200, orjson.dumps(payload), scope_request_id(scope))
 
     async def infer_accelerated(self, request: Request) -> Response:
         body = await read_json_object(request, _SMALL_BODY)

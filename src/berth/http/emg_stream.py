@@ -96,7 +96,7 @@ class StreamApi:
         self.open_streams = 0
         self.body_limit = 64 * 1024
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> int:
         body = parse_json_object(await read_raw_body(scope, receive, self.body_limit))
         params = parse_params(body, self.backends)
         if self.open_streams >= self.emg.max_streams:
@@ -130,6 +130,7 @@ class StreamApi:
             if subscribed:
                 self.hub.unsubscribe()
             self.open_streams -= 1
+        return 200  # the stream started; how it ended is in its events
 
     async def _check_model(self, model: str) -> tuple[str, list[str] | None]:
         signature = await self.engine.signature(model)  # 404 for an unknown model

@@ -52,12 +52,20 @@ def scope_request_id(scope: Scope) -> str:
     existing = scope.get("berth.request_id")
     if existing:
         return str(existing)
-    given = ""
+    given = None
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
-            given = value.decode("latin-1")
+            given = value
             break
-    rid = given if 0 < len(given) <= 64 and given.isascii() and given.replace("-", "").replace("_", "").isalnum() else _fresh_id()
+    return assign_request_id(scope, given)
+
+
+def assign_request_id(scope: Scope, given: bytes | None) -> str:
+    """Keep the request's id in the scope: ``given`` (its ``X-Request-Id`` header) when
+    it is sane, else a fresh one. The security gate calls this while it reads the
+    headers anyway, so handlers never scan them again."""
+    text = given.decode("latin-1") if given else ""
+    rid = text if 0 < len(text) <= 64 and text.isascii() and text.replace("-", "").replace("_", "").isalnum() else _fresh_id()
     scope["berth.request_id"] = rid
     return rid
 

@@ -11,11 +11,16 @@ request, and every other method on these paths, goes through the Starlette app a
 usual, and the same handlers are also mounted there, so behaviour does not depend on
 which way a request came in. Errors map through the same table and body as everywhere
 else.
+
+A raw handler returns the status it answered with, so the lane records the request
+metrics of its routes itself, with no wrapper around ``send``; everything else is
+recorded by the :class:`~berth.http.metrics.RequestMetrics` middleware behind it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Awaitable, Callable, NamedTuple, Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -23,21 +28,30 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..errors import BerthError
 from .disconnect import ClientDisconnected
 from .errors import REQUEST_ID_HEADER, STATUS, error_body, error_headers, scope_request_id
+from .metrics import RequestMetrics
 
 log = logging.getLogger("berth.http")
 
-RawHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: a raw ASGI handler; it returns the HTTP status it answered with
+RawHandler = Callable[[Scope, Receive, Send], Awaitable[int]]
 
-_JSON_HEADER = (b"content-type", b"application/json")
+JSON = b"application/json"
 _ID_HEADER = REQUEST_ID_HEADER.encode()
+#: the status recorded for a request whose client went away before its answer
+CLIENT_GONE = 499
 
 
-async def send_json(send: Send, status: int, body: bytes, rid: str, extra: dict[str, str] | None = None) -> None:
-    headers = [_JSON_HEADER, (_ID_HEADER, rid.encode())]
+async def send_json(
+    send: Send, status: int, body: bytes, rid: str, extra: dict[str, str] | None = None, *, content_type: bytes = JSON
+) -> int:
+    """Answer with ``body`` in one message, with its length (not chunked) and the
+    request id; returns ``status`` for the handler to return."""
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), (_ID_HEADER, rid.encode())]
     if extra:
         headers.extend((k.lower().encode(), v.encode()) for k, v in extra.items())
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+    return status
 
 
 class PrefixRoute(NamedTuple):
@@ -70,18 +84,24 @@ class AsgiEndpoint:
 
 
 class FastLane:
-    def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], RawHandler], prefix_routes: Sequence[PrefixRoute] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: dict[tuple[str, str], RawHandler],
+        prefix_routes: Sequence[PrefixRoute] = (),
+        metrics: RequestMetrics | None = None,
+    ) -> None:
         self.app = app
         self.routes = routes
         self.prefix_routes = tuple(prefix_routes)
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             method, path = scope["method"], scope["path"]
             handler = self.routes.get((method, path))
-            if handler is not None:
-                scope["berth.route"] = path  # the metrics label: a fixed path is its own template
-            else:
+            label = path  # the metrics label: a fixed path is its own template
+            if handler is None:
                 for route in self.prefix_routes:
                     if (
                         method == route.method
@@ -90,27 +110,34 @@ class FastLane:
                         and len(path) > len(route.prefix) + len(route.suffix)
                     ):
                         handler = route.handler
-                        scope["berth.route"] = f"{route.prefix}{{model}}{route.suffix}"
+                        label = f"{route.prefix}{{model}}{route.suffix}"
                         break
             if handler is not None:
-                await answer_errors(handler, scope, receive, send)
+                started = time.perf_counter()
+                status = 500
+                try:
+                    status = await answer_errors(handler, scope, receive, send)
+                finally:
+                    if self.metrics is not None:
+                        self.metrics.record(method, label, status, time.perf_counter() - started)
                 return
         await self.app(scope, receive, send)
 
 
-async def answer_errors(handler: RawHandler, scope: Scope, receive: Receive, send: Send) -> None:
-    """Run a raw handler, answering its errors with berth's status table and error body."""
+async def answer_errors(handler: RawHandler, scope: Scope, receive: Receive, send: Send) -> int:
+    """Run a raw handler, answering its errors with berth's status table and error
+    body; returns the status answered (:data:`CLIENT_GONE` when the client left)."""
     # a raw handler raises only before its response starts (a stream ends with an
     # error event of its own instead), so an error can still be answered here
     try:
-        await handler(scope, receive, send)
+        return await handler(scope, receive, send)
     except ClientDisconnected:
-        return
+        return CLIENT_GONE
     except BerthError as exc:
         status = STATUS[exc.kind]
         rid = scope_request_id(scope)
-        await send_json(send, status, error_body(status, exc.message, rid), rid, error_headers(exc))
+        return await send_json(send, status, error_body(status, exc.message, rid), rid, error_headers(exc))
     except Exception as exc:  # noqa: BLE001 - the last net: a fixed 500, detail to the log
         log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
         rid = scope_request_id(scope)
-        await send_json(send, 500, error_body(500, "internal server error", rid), rid)
+        return await send_json(send, 500, error_body(500, "internal server error", rid), rid)

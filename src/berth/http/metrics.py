@@ -30,12 +30,19 @@ _UNMATCHED = "<unmatched>"
 
 
 class RequestMetrics:
-    """ASGI middleware recording method, route template, status and duration."""
+    """ASGI middleware recording method, route template, status and duration.
 
-    def __init__(self, app: ASGIApp | None) -> None:
-        self.app: ASGIApp = app  # type: ignore[assignment]
-        self.requests: dict[tuple[str, str, str], int] = defaultdict(int)
+    The fast lane (:class:`~berth.http.fastlane.FastLane`) sits in front of it and
+    calls :meth:`record` for the routes it answers itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
         self.latency: dict[tuple[str, str], Histogram] = defaultdict(Histogram)
+
+    def record(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests[(method, route, status)] += 1
+        self.latency[(method, route)].observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,10 +59,8 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("berth.route") or getattr(scope.get("route"), "path", None) or _UNMATCHED
-            method = scope["method"]
-            self.requests[(method, route, str(status[0]))] += 1
-            self.latency[(method, route)].observe(time.perf_counter() - started)
+            route = getattr(scope.get("route"), "path", None) or _UNMATCHED
+            self.record(scope["method"], route, status[0], time.perf_counter() - started)
 
 
 class _EngineCollector(Collector):
@@ -66,7 +71,7 @@ class _EngineCollector(Collector):
     def collect(self) -> Iterator[Any]:
         requests = CounterMetricFamily("berth_http_requests", "HTTP requests by route template and status", labels=["method", "route", "status"])
         for (method, route, status), count in list(self.http.requests.items()):
-            requests.add_metric([method, route, status], count)
+            requests.add_metric([method, route, str(status)], count)
         yield requests
         latency = HistogramMetricFamily("berth_http_request_duration_seconds", "HTTP request duration by route template", labels=["method", "route"])
         for (method, route), histogram in list(self.http.latency.items()):

@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..config import BerthConfig
 from ..credentials import matching_key
 from ..quotas import KeyQuotas
-from .errors import REQUEST_ID_HEADER, scope_request_id
+from .errors import REQUEST_ID_HEADER, assign_request_id, scope_request_id
 
 PUBLIC, DATA, ADMIN = "public", "data", "admin"
 
@@ -79,6 +79,7 @@ _CORS_EXPOSE = [
     (b"vary", b"Origin"),
 ]
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+_MAX_HOST_VERDICTS = 256
 
 
 @functools.lru_cache(maxsize=4096)  # bounded: paths come from clients; hot paths repeat
@@ -115,6 +116,7 @@ class SecurityGate:
         self._any_host = bind in ("0.0.0.0", "::", "") and not auth.allowed_hosts
         self._hosts = frozenset({*_LOOPBACK_NAMES, bind.strip("[]"), *(h.lower() for h in auth.allowed_hosts)})
         self._origins = frozenset(o.rstrip("/").lower() for o in auth.allowed_origins)
+        self._host_verdicts: dict[bytes | None, bool] = {}  # raw Host header -> allowed
         self._max_header_bytes = int(config.server.max_header_kb * 1024)
         self._quotas = quotas
 
@@ -123,7 +125,7 @@ class SecurityGate:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        host = origin = authorization = api_key = admin_header = preflight = None
+        host = origin = authorization = api_key = admin_header = preflight = given_id = None
         header_bytes = 0
         for name, value in scope["headers"]:
             header_bytes += len(name) + len(value) + 4
@@ -139,6 +141,9 @@ class SecurityGate:
                 admin_header = value
             elif name == b"access-control-request-method":
                 preflight = value
+            elif name == b"x-request-id":
+                given_id = value
+        assign_request_id(scope, given_id)
         if header_bytes > self._max_header_bytes:
             refusal: tuple[int, str, list[tuple[bytes, bytes]]] | None = (
                 431, f"request headers total {header_bytes} bytes; the limit is {self._max_header_bytes}", [],
@@ -180,20 +185,19 @@ class SecurityGate:
     ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
         if not self._host_allowed(host):
             return _UNKNOWN_HOST
-        host_text = host.decode("latin-1").lower() if host else ""
         method = scope.get("method", "GET")
-        state_changing = scope["type"] == "websocket" or method not in _SAFE_METHODS
-        if origin is not None and state_changing:
+        if origin is not None and (scope["type"] == "websocket" or method not in _SAFE_METHODS):  # state-changing
+            host_text = host.decode("latin-1").lower() if host else ""
             origin_text = origin.decode("latin-1").rstrip("/").lower()
             same_origin = origin_text.split("://", 1)[-1] == host_text
             if not same_origin and origin_text not in self._origins:
                 return 403, "cross-origin request refused; add the origin to auth.allowed_origins to allow it", []
         route_class = classify(method, scope["path"]) or ADMIN
-        if route_class == PUBLIC:
+        if route_class == PUBLIC or (route_class == DATA and not self._api_keys):
             return None
         bearer = authorization[7:].strip() if authorization and authorization[:7].lower() == b"bearer " else None
         if route_class == DATA:
-            if not self._api_keys or self._admin_matches(bearer, admin_header):
+            if self._admin_matches(bearer, admin_header):
                 return None
             key = matching_key(self._api_keys, bearer, api_key)
             if key is None:
@@ -213,7 +217,15 @@ class SecurityGate:
         return 403, "management is allowed from loopback only when no admin token is configured", []
 
     def _host_allowed(self, host: bytes | None) -> bool:
-        return self._any_host or _host_name(host.decode("latin-1").lower() if host else "") in self._hosts
+        if self._any_host:
+            return True
+        known = self._host_verdicts.get(host)
+        if known is None:
+            known = _host_name(host.decode("latin-1").lower() if host else "") in self._hosts
+            if len(self._host_verdicts) >= _MAX_HOST_VERDICTS:  # Host comes from clients: bounded
+                self._host_verdicts.clear()
+            self._host_verdicts[host] = known
+        return known
 
     def _cors_allowed(self, origin: bytes) -> bool:
         return bool(self._origins) and origin.decode("latin-1").rstrip("/").lower() in self._origins

@@ -21,10 +21,10 @@ of the run time per row, measured on real requests on the worker threads: a mode
 runs inline only after ``_INLINE_AFTER`` such batches, only when every request has the
 same static item shape. Inline runs keep feeding the average, so a model that turns
 slow goes back to the threads; and a model whose inline runs took more than
-``_INLINE_TRIP`` times the limit ``_INLINE_STRIKES`` times within ``_STRIKE_WINDOW``
-inline runs (fast on some inputs, slow on others) never runs inline again. A few slow
-runs spread over a long life are not enough, since the OS can pre-empt the loop at any
-time (a busy machine did exactly that to a 20 µs model). ``inline_max_us: 0`` turns this off.
+``_INLINE_TRIP`` times the limit ``_INLINE_STRIKES`` times (fast on some inputs, slow
+on others) never runs inline again. A run is a strike only if it also took that long in
+CPU time on the loop's thread: the OS can pre-empt the loop at any time, and a busy
+machine (or a profiler) did exactly that to a 20 µs model. ``inline_max_us: 0`` turns this off.
 
 Deferring dispatch costs a lone request two extra turns of the loop (the deferred
 call, then waking its caller), which is most of the latency a tiny model adds at low
@@ -62,8 +62,7 @@ log = logging.getLogger("berth.scheduling")
 
 _INLINE_AFTER = 8  # real batches measured on worker threads before inline runs are allowed
 _INLINE_TRIP = 20.0  # an inline run this many times over the limit is a strike
-_INLINE_STRIKES = 3  # strikes within _STRIKE_WINDOW inline runs before a model stops running inline for good
-_STRIKE_WINDOW = 1000
+_INLINE_STRIKES = 3  # strikes before a model stops running inline for good
 _LONE_AFTER = 8  # deferred dispatches that found one request alone before requests run at once
 _PROBE_EVERY = 16  # while running at once, every this many-th request is deferred to look for company
 
@@ -136,7 +135,6 @@ class Batcher:
         self._row_s = 0.0  # moving average of run time per row; 0 = not measured yet
         self._measured_batches = 0
         self._inline_strikes = 0
-        self._inline_runs = 0  # inline runs since the first strike of the current window
         self._inline_max_s = inline_max_us / 1e6 if uniform else 0.0
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0
@@ -313,17 +311,14 @@ class Batcher:
         dispatched = time.monotonic()
         try:
             feeds = self._feeds(batch)
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.thread_time()
             outputs = self.runtime.run(feeds)
         except Exception as exc:  # noqa: BLE001 - delivered to every caller in the batch
             self._fail(batch, exc)
             return
         elapsed = time.perf_counter() - started
-        if self._inline_strikes:
-            self._inline_runs += 1
-            if self._inline_runs > _STRIKE_WINDOW:  # strikes too far apart: pre-emption, not the model
-                self._inline_strikes = self._inline_runs = 0
-        if elapsed > _INLINE_TRIP * self._inline_max_s:
+        trip = _INLINE_TRIP * self._inline_max_s
+        if elapsed > trip and time.thread_time() - cpu_started > trip:
             self._inline_strikes += 1
             if self._inline_strikes >= _INLINE_STRIKES:
                 log.warning("model '%s' ran %.1f ms inline; it runs on worker threads from now on", self.model, elapsed * 1000)

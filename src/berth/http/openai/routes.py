@@ -31,7 +31,7 @@ from .. import sse
 from ..body import parse_json_object, read_raw_body
 from ..disconnect import ClientDisconnected, wait_for_disconnect
 from ..errors import REQUEST_ID_HEADER, STATUS, request_id, scope_request_id
-from ..fastlane import AsgiEndpoint, send_json
+from ..fastlane import CLIENT_GONE, AsgiEndpoint, send_json
 from .protocol import BadField
 from .serving import OpenAIServing, Prepared
 
@@ -78,13 +78,13 @@ class OpenAIApi:
         ]
 
     # ── generation ─────────────────────────────────────────────────────────
-    async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._generate(scope, receive, send, chat=True)
+    async def chat(self, scope: Scope, receive: Receive, send: Send) -> int:
+        return await self._generate(scope, receive, send, chat=True)
 
-    async def completions(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._generate(scope, receive, send, chat=False)
+    async def completions(self, scope: Scope, receive: Receive, send: Send) -> int:
+        return await self._generate(scope, receive, send, chat=False)
 
-    async def _generate(self, scope: Scope, receive: Receive, send: Send, *, chat: bool) -> None:
+    async def _generate(self, scope: Scope, receive: Receive, send: Send, *, chat: bool) -> int:
         rid = scope_request_id(scope)
         try:
             body = parse_json_object(await read_raw_body(scope, receive, self.body_limit))
@@ -92,10 +92,9 @@ class OpenAIApi:
             start = self.serving.start_chat if chat else self.serving.start_completion
             prepared = await start(body, rid)
         except ClientDisconnected:
-            return
+            return CLIENT_GONE
         except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
-            await self._error(send, exc, rid)
-            return
+            return await self._error(send, exc, rid)
         watcher = asyncio.ensure_future(self._abort_when_gone(receive, prepared))
         try:
             if prepared.stream:
@@ -104,15 +103,16 @@ class OpenAIApi:
                 try:
                     response = await self.serving.collect(prepared)
                 except Exception as exc:  # noqa: BLE001
-                    await self._error(send, exc, rid)
-                    return
-                if response is not None:
-                    await send_json(send, 200, orjson.dumps(response), rid)
+                    return await self._error(send, exc, rid)
+                if response is None:  # the client went away
+                    return CLIENT_GONE
+                await send_json(send, 200, orjson.dumps(response), rid)
         except OSError:
-            pass  # the client went away while we were sending
+            return CLIENT_GONE  # the client went away while we were sending
         finally:
             watcher.cancel()
             prepared.generation.close()
+        return 200
 
     @staticmethod
     async def _abort_when_gone(receive: Receive, prepared: Prepared) -> None:
@@ -127,11 +127,11 @@ class OpenAIApi:
         await sse.finish(send)
 
     @staticmethod
-    async def _error(send: Send, exc: Exception, rid: str) -> None:
+    async def _error(send: Send, exc: Exception, rid: str) -> int:
         status, body, headers = error_object(exc)
         if status >= 500 and not isinstance(exc, BerthError):
             log.error("OpenAI request %s failed", rid, exc_info=exc)
-        await send_json(send, status, orjson.dumps(body), rid, headers)
+        return await send_json(send, status, orjson.dumps(body), rid, headers)
 
     # ── models and stats ───────────────────────────────────────────────────
     def _lm_names(self) -> list[str]:

@@ -26,15 +26,15 @@ from ...registry import ModelEntry, ModelState
 from ..body import parse_json_object, read_body, read_raw_body
 from ..disconnect import cancel_on_disconnect
 from ..errors import REQUEST_ID_HEADER, request_id, scope_request_id
-from ..fastlane import AsgiEndpoint, PrefixRoute, RawHandler
+from ..fastlane import AsgiEndpoint, PrefixRoute, RawHandler, send_json
 from . import metadata
 from .protocol import InferRequest, encode_infer_response, parse_header_length, parse_infer_request, raw_input
 
 _MODELS = "/v2/models/"
 _INFER = "/infer"
 _SMALL_BODY = 64 * 1024
-_HEADER_LENGTH = b"inference-header-content-length"
-_ID_HEADER = REQUEST_ID_HEADER.encode()
+_HEADER_LENGTH_NAME = "inference-header-content-length"
+_HEADER_LENGTH = _HEADER_LENGTH_NAME.encode()
 _JSON = "application/json"
 
 
@@ -63,18 +63,6 @@ def _path_target(request: Request) -> tuple[str, str | None]:
 
 def _json(request: Request, payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type=_JSON, headers={REQUEST_ID_HEADER: request_id(request)})
-
-
-async def _send(send: Send, status: int, body: bytes, rid: str, header_length: int | None = None) -> None:
-    headers = [
-        (b"content-type", b"application/octet-stream" if header_length is not None else b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (_ID_HEADER, rid.encode()),
-    ]
-    if header_length is not None:
-        headers.append((_HEADER_LENGTH, str(header_length).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class V2Api:
@@ -112,18 +100,18 @@ class V2Api:
         return [PrefixRoute("POST", _MODELS, _INFER, self.infer)]
 
     # ── health and server metadata ─────────────────────────────────────────
-    async def live(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _send(send, 200, b'{"live":true}', scope_request_id(scope))
+    async def live(self, scope: Scope, receive: Receive, send: Send) -> int:
+        return await send_json(send, 200, b'{"live":true}', scope_request_id(scope))
 
-    async def ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def ready(self, scope: Scope, receive: Receive, send: Send) -> int:
         ready = bool(self.engine.health()["ready"])
-        await _send(send, 200 if ready else 503, b'{"ready":true}' if ready else b'{"ready":false}', scope_request_id(scope))
+        return await send_json(send, 200 if ready else 503, b'{"ready":true}' if ready else b'{"ready":false}', scope_request_id(scope))
 
     async def server_metadata(self, request: Request) -> Response:
         return _json(request, {"name": "berth", "version": __version__, "extensions": metadata.EXTENSIONS})
 
     # ── inference ──────────────────────────────────────────────────────────
-    async def infer(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def infer(self, scope: Scope, receive: Receive, send: Send) -> int:
         """``POST /v2/models/{m}[/versions/{v}]/infer``: JSON or JSON + binary tensors."""
         body = await read_raw_body(scope, receive, self.body_limit)
         model, version = _infer_target(scope["path"])
@@ -143,7 +131,10 @@ class V2Api:
             receive, self.engine.infer(model, request.inputs, version=version, timeout_s=timeout_s)
         )
         payload, json_length = encode_infer_response(prediction, request)
-        await _send(send, 200, payload, scope_request_id(scope), json_length)
+        rid = scope_request_id(scope)
+        if json_length is None:
+            return await send_json(send, 200, payload, rid)
+        return await send_json(send, 200, payload, rid, {_HEADER_LENGTH_NAME: str(json_length)}, content_type=b"application/octet-stream")
 
     async def _raw_request(self, model: str, version: str | None, body: bytes) -> InferRequest:
         signature = await self.engine.signature(model, version)

@@ -1,0 +1,121 @@
+"""Tiny models on the event loop: lone requests skip the queue, company brings
+batching back, and only a model that is itself slow loses its inline runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from berth.config import load_config
+from berth.engine import Engine
+from models import softmax, write_linear_softmax
+
+
+async def _scenario(model_path: Path, weights: np.ndarray) -> None:
+    engine = Engine(load_config(overrides={"models": {"tiny": {"model_path": str(model_path), "preload": True}}}))
+    await engine.start()
+    try:
+        rng = np.random.default_rng(0)
+        batcher = engine.registry.entries[("tiny", "1")].batcher
+        assert batcher is not None
+
+        # one caller at a time: after the batcher has measured the model on its worker
+        # threads and seen deferring find nobody else, requests run the moment they arrive
+        for _ in range(200):
+            x = rng.random((1, 4), dtype=np.float32)
+            prediction = await engine.infer("tiny", {"x": x})
+            np.testing.assert_allclose(prediction.outputs["probs"], softmax(x @ weights), rtol=1e-5)
+        alone = batcher.ran_at_once
+        assert alone > 100, alone
+        assert alone <= 200 * 15 / 16, "every 16th request must still be deferred, to look for company"
+        assert engine.describe(engine.registry.entries[("tiny", "1")])["ran_at_once"] == alone
+
+        # 64 callers at once: the first deferred probe finds company and batching resumes,
+        # and every caller still gets its own row back
+        stats = engine.registry.entries[("tiny", "1")].stats
+        batches, rows = stats.batches, stats.batch_rows
+
+        async def caller(index: int) -> None:
+            for _ in range(20):
+                x = np.full((1, 4), index, dtype=np.float32)
+                prediction = await engine.infer("tiny", {"x": x})
+                np.testing.assert_allclose(prediction.outputs["probs"], softmax(x @ weights), rtol=1e-5)
+
+        await asyncio.gather(*(caller(i) for i in range(64)))
+        assert batcher.ran_at_once - alone < 64, "concurrent callers must be batched, not run one by one"
+        assert (stats.batch_rows - rows) / (stats.batches - batches) > 4
+    finally:
+        await engine.stop()
+
+
+def test_lone_requests_run_at_once_and_company_restores_batching(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.onnx"
+    weights = write_linear_softmax(path)
+    asyncio.run(_scenario(path, weights))
+
+
+# x[0, 0] == 1: burns 6 ms of CPU; == 2: sleeps 6 ms (what a pre-empted loop looks like)
+_MOODY = """
+import time
+
+import numpy as np
+
+
+class Model:
+    inputs = [("x", "float32", [-1, 4])]
+    outputs = [("y", "float32", [-1, 4])]
+
+    def predict(self, inputs):
+        x = inputs["x"]
+        if x[0, 0] == 1.0:
+            end = time.thread_time() + 0.006
+            while time.thread_time() < end:
+                pass
+        elif x[0, 0] == 2.0:
+            time.sleep(0.006)
+        return {"y": x * np.float32(2)}
+"""
+
+
+async def _runs_inline_again(engine: Engine, batcher: object) -> bool:
+    """Whether lone fast requests run at once again within 60 calls (after a slow run
+    the moving average sends the model to the worker threads until it decays)."""
+    before = batcher.ran_at_once  # type: ignore[attr-defined]
+    for _ in range(60):
+        await engine.infer("moody", {"x": np.zeros((1, 4), dtype=np.float32)})
+    return batcher.ran_at_once > before  # type: ignore[attr-defined]
+
+
+async def _moody_scenario(repository: Path) -> None:
+    engine = Engine(load_config(overrides={"repository": str(repository), "models": {"moody": {"preload": True}}}))
+    await engine.start()
+    try:
+        batcher = engine.registry.entries[("moody", "1")].batcher
+        assert await _runs_inline_again(engine, batcher)
+        # slow in wall time but not in CPU time: the OS, not the model; never a strike
+        for _ in range(4):
+            await engine.infer("moody", {"x": np.full((1, 4), 2.0, dtype=np.float32)})
+            assert await _runs_inline_again(engine, batcher)
+        # slow in CPU time, three times: the model goes to the worker threads for good
+        for _ in range(3):
+            assert await _runs_inline_again(engine, batcher)
+            prediction = await engine.infer("moody", {"x": np.full((1, 4), 1.0, dtype=np.float32)})
+            np.testing.assert_array_equal(prediction.outputs["y"], np.full((1, 4), 2.0, dtype=np.float32))
+        assert not await _runs_inline_again(engine, batcher)
+    finally:
+        await engine.stop()
+
+
+def test_only_cpu_bound_slow_runs_take_a_model_off_the_loop(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "repo" / "moody"
+    (folder / "1").mkdir(parents=True)
+    (folder / "1" / "model.py").write_text(_MOODY)
+    (folder / "config.yaml").write_text("options:\n  inline_max_us: 100\n")  # a strike is 2 ms over
+    with caplog.at_level(logging.WARNING, logger="berth.scheduling"):
+        asyncio.run(_moody_scenario(tmp_path / "repo"))
+    warnings = [r.getMessage() for r in caplog.records if "runs on worker threads from now on" in r.getMessage()]
+    assert len(warnings) == 1, warnings
