@@ -20,7 +20,7 @@ if not torch.cuda.is_available():
 
 from berth.config import load_config  # noqa: E402
 from berth.engine import Engine  # noqa: E402
-from tests.models import write_linear_softmax  # noqa: E402
+from models import write_linear_softmax  # noqa: E402
 
 _MB = 1024 * 1024
 

@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import httpx
 import numpy as np
@@ -14,6 +14,7 @@ import pytest
 
 from conftest import BerthServer
 from http_fixtures import calls, start_server, write_slow_model
+from waiting import wait_until
 
 SERIAL = {"max_concurrency": 1, "max_batch_size": 1, "preload": True}
 
@@ -54,20 +55,11 @@ class Call(threading.Thread):
         return self.response
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def start_in_predict(server: BerthServer, log: Path, model: str, marker: float) -> Call:
     """Send a request and return once the model is running it."""
     call = Call(server.url, {"model": model, "input": x(marker)})
     call.start()
-    wait_for(lambda: marker in calls(log) or not call.is_alive(), what=f"predict({marker}) to start")
+    wait_until(lambda: marker in calls(log) or not call.is_alive(), timeout=15, what=f"predict({marker}) to start")
     assert marker in calls(log), f"request ended before reaching the model: {call.response and call.response.text} {call.error!r}"
     return call
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Iterator
 
-import pytest
 import psutil
+import pytest
 
 from berth.config import ServerConfig
-from tests.models import write_linear_softmax
+from conftest import BerthServer
+from models import write_linear_softmax
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from tests.conftest import BerthServer
-
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
     root = tmp_path_factory.mktemp("limits")
     write_linear_softmax(root / "repo" / "m.onnx")
     (root / "work").mkdir()
@@ -23,7 +22,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     running.stop()
 
 
-def test_headers_over_the_default_limit_get_431(server: Any) -> None:
+def test_headers_over_the_default_limit_get_431(server: BerthServer) -> None:
     limit = int(ServerConfig().max_header_kb * 1024)
     with server.client() as client:
         ok = client.post("/infer", json={"input": [1, 2, 3, 4]}, headers={"X-Filler": "a" * (limit // 2)})
@@ -33,7 +32,7 @@ def test_headers_over_the_default_limit_get_431(server: Any) -> None:
         assert "limit" in response.json()["error"]
 
 
-def test_rows_over_the_default_limit_get_413(server: Any) -> None:
+def test_rows_over_the_default_limit_get_413(server: BerthServer) -> None:
     rows = ServerConfig().max_request_rows
     with server.client() as client:
         assert client.post("/infer-batch", json={"batch": [[0.1] * 4] * rows}).status_code == 200
@@ -41,7 +40,7 @@ def test_rows_over_the_default_limit_get_413(server: Any) -> None:
         assert response.status_code == 413 and "max_request_rows" in response.json()["error"]
 
 
-def test_json_nesting_past_the_parser_limit_is_400(server: Any) -> None:
+def test_json_nesting_past_the_parser_limit_is_400(server: BerthServer) -> None:
     with server.client() as client:
         deep = b'{"input": ' + b"[" * 5000 + b"]" * 5000 + b"}"
         response = client.post("/infer", content=deep, headers={"Content-Type": "application/json"})
@@ -49,7 +48,7 @@ def test_json_nesting_past_the_parser_limit_is_400(server: Any) -> None:
         assert "JSON" in response.json()["error"]
 
 
-def test_bodies_over_the_default_limit_get_413_and_memory_stays_flat(server: Any) -> None:
+def test_bodies_over_the_default_limit_get_413_and_memory_stays_flat(server: BerthServer) -> None:
     limit = int(ServerConfig().max_body_mb * 1024 * 1024)
     process = psutil.Process(server.process.pid)
     with server.client() as client:

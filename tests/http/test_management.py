@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.models import write_linear_softmax, write_python_model
+from models import write_linear_softmax, write_python_model
 
 X = {"input": [1.0, 2.0, 3.0, 4.0]}
 

@@ -91,8 +91,8 @@ def test_health(site: Site) -> None:
     assert first.status_code == 200
     body = first.json()
     assert body["status"] == "ok"
-    assert isinstance(body["uptime_s"], (int, float)) and body["uptime_s"] >= 0
-    assert isinstance(body["inflight"], int) and body["inflight"] >= 0
+    assert isinstance(body["uptime_s"], (int, float)) and body["uptime_s"] > 0
+    assert body["inflight"] == 0  # no inference is running while /health answers
     assert body["gpu"] is False  # CPU only here
     second = site.client.get("/health").json()
     assert second["uptime_s"] >= body["uptime_s"]
@@ -127,9 +127,9 @@ def test_infer_flat_input(site: Site) -> None:
     assert body["top_index"] == int(expected.argmax())
     assert body["top_score"] == pytest.approx(float(expected.max()), rel=RTOL)
     assert body["used_gpu"] is False
-    assert body["latency_ms"] >= 0 and body["queued_ms"] >= 0
-    assert body["latency_ms"] >= body["queued_ms"]
-    assert isinstance(body["inflight"], int) and body["inflight"] >= 0
+    assert body["latency_ms"] > 0
+    assert 0 <= body["queued_ms"] <= body["latency_ms"]
+    assert body["inflight"] == 0  # read once this request's run is over, and nothing else runs
     _iso(body["when"])
 
 
@@ -173,7 +173,7 @@ def test_infer_batch(site: Site, field: str) -> None:
     assert body["top_indices"] == expected.argmax(axis=1).tolist()
     np.testing.assert_allclose(body["top_scores"], expected.max(axis=1), rtol=RTOL)
     assert body["used_gpu"] is False
-    assert body["latency_ms"] >= 0
+    assert body["latency_ms"] > 0
 
 
 def test_infer_batch_other_model(site: Site) -> None:

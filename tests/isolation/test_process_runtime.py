@@ -15,16 +15,10 @@ import pytest
 
 from berth.isolation.runtime import ProcessRuntime, WorkerError, WorkerExited
 from berth.runtimes.base import Placement
-from tests.models import softmax, write_linear_softmax, write_python_model
+from models import softmax, write_linear_softmax, write_python_model
+from waiting import wait_until
 
 CPU = Placement("cpu", "cpu")
-
-
-def _wait(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_runs_batches_from_many_threads_and_unload_ends_the_process(tmp_path: Path) -> None:
@@ -91,7 +85,7 @@ def test_a_worker_that_does_not_answer_in_time_is_killed(tmp_path: Path) -> None
         with pytest.raises(WorkerExited, match="did not answer 'run' within"):
             runtime.run({"x": np.ones((1, 4), np.float32)})
         assert time.monotonic() - started < 0.9
-        _wait(lambda: not runtime.healthy())
+        wait_until(lambda: not runtime.healthy(), timeout=5, what="the unanswering worker to be killed")
     finally:
         runtime.unload()
 

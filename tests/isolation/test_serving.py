@@ -3,16 +3,16 @@ memory, and a worker that crashes while the server and its other models go on.""
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import numpy as np
 import psutil
 
-from tests.models import softmax, write_linear_softmax, write_python_model
+from models import softmax, write_linear_softmax, write_python_model
+from waiting import wait_until
 
 _MB = 1024 * 1024
 
@@ -68,16 +68,6 @@ def _v2(client: httpx.Client, model: str, row: list[float]) -> httpx.Response:
 def _y(response: httpx.Response) -> list[float]:
     assert response.status_code == 200, response.text
     return response.json()["outputs"][0]["data"]
-
-
-def _until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def test_isolated_onnx_model_serves_batches_from_a_child_and_unload_ends_it(tmp_path: Path, make_server: Any) -> None:
@@ -155,7 +145,7 @@ def test_a_crashing_worker_fails_its_request_then_restarts_while_the_server_serv
         crash = _v2(client, "crashy", [13.0, 0.0, 0.0, 0.0])
         assert crash.status_code == 500
         assert crash.json()["error"] == "model 'crashy' failed while running the request"
-        failed = _until(lambda: (m := _model(client, "crashy"))["state"] == "FAILED" and m, 5, "FAILED")
+        failed = wait_until(lambda: (m := _model(client, "crashy"))["state"] == "FAILED" and m, timeout=5, what="crashy to be FAILED")
         assert failed["reason"] == "worker process exited (code 3)"
         assert server.process.poll() is None  # the server lives on
         assert "crashy" in client.get("/health").json()["failed_models"]
@@ -163,7 +153,7 @@ def test_a_crashing_worker_fails_its_request_then_restarts_while_the_server_serv
         refused = _v2(client, "crashy", ok)
         assert refused.status_code == 503 and "worker process exited (code 3)" in refused.json()["error"]
         # restarted after the first back-off (~1 s), without waiting for a request
-        _until(lambda: _model(client, "crashy")["state"] == "READY", 15, "READY again")
+        wait_until(lambda: _model(client, "crashy")["state"] == "READY", timeout=15, what="crashy to be READY again")
         (second,) = _workers(server)
         assert second.pid != first.pid and not psutil.pid_exists(first.pid)
         assert _y(_v2(client, "crashy", ok)) == [2.0, 4.0, 6.0, 8.0]
@@ -178,10 +168,10 @@ def test_readiness_is_false_while_a_crashed_worker_is_down(tmp_path: Path, make_
     with server.client() as client:
         assert client.get("/v2/health/ready").status_code == 200
         assert _v2(client, "crashy", [13.0, 0.0, 0.0, 0.0]).status_code == 500
-        _until(lambda: _model(client, "crashy")["state"] == "FAILED", 5, "FAILED")
+        wait_until(lambda: _model(client, "crashy")["state"] == "FAILED", timeout=5, what="crashy to be FAILED")
         health = client.get("/health").json()
         assert health["ready"] is False and health["dead_workers"] == ["crashy"]
         assert client.get("/v2/health/ready").status_code == 503
         # ready again once the restarted worker serves (its load takes 1.5 s here)
-        _until(lambda: client.get("/v2/health/ready").status_code == 200, 15, "ready again")
+        wait_until(lambda: client.get("/v2/health/ready").status_code == 200, timeout=15, what="the server to be ready again")
         assert _model(client, "crashy")["state"] == "READY"

@@ -11,7 +11,6 @@ repository → runtime → transformers path is what loads them.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import openai
 
 from conftest import DEMO_DIR, BerthServer
 from models import write_linear_softmax
+from waiting import wait_until
 
 LLAMA = "tinyllama"
 GPT = "tinygpt"
@@ -73,7 +73,7 @@ def assert_disconnect_aborts(server: BerthServer, model: str) -> None:
         for _ in range(6):
             next(lines)
         assert gen_stats(server, model)["running"] == 1
-    assert wait_for(lambda: gen_stats(server, model)["running"] == 0, timeout=5)
+    wait_until(lambda: gen_stats(server, model)["running"] == 0, timeout=5, what=f"{model}'s dropped stream to stop running")
     assert gen_stats(server, model)["aborted"] == before + 1
 
 
@@ -94,15 +94,6 @@ def flood(oai: openai.OpenAI, model: str, count: int, max_tokens: int) -> tuple[
     return refused, served
 
 
-def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
-
-
 __all__ = [
-    "DEMO_DIR", "GPT", "LLAMA", "assert_disconnect_aborts", "client", "flood", "gen_stats", "lm_dir", "lm_server", "wait_for",
+    "DEMO_DIR", "GPT", "LLAMA", "assert_disconnect_aborts", "client", "flood", "gen_stats", "lm_dir", "lm_server",
 ]

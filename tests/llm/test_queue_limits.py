@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llm_fixtures import LLAMA, client, flood, gen_stats, lm_server, wait_for
+from llm_fixtures import LLAMA, client, flood, gen_stats, lm_server
+from waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -33,7 +34,7 @@ def test_full_waiting_queue_is_429(tmp_path: Path, demo_dir: Path) -> None:
             assert answer.choices[0].finish_reason == "length" and answer.usage.completion_tokens == 500
         stats = gen_stats(server, LLAMA)
         assert stats["rejected"] == len(refused) and stats["max_waiting"] == 1
-        assert wait_for(lambda: gen_stats(server, LLAMA)["running"] == 0 and gen_stats(server, LLAMA)["waiting"] == 0)
+        wait_until(lambda: gen_stats(server, LLAMA)["running"] == 0 and gen_stats(server, LLAMA)["waiting"] == 0, what="the queue to drain")
         raw = httpx.post(f"{server.url}/v1/completions", json={"model": LLAMA, "prompt": "The", "max_tokens": 3}, timeout=30)
         assert raw.status_code == 200, raw.text
     finally:

@@ -9,7 +9,6 @@ left-padded caches, join mid-flight and leave early), and each one's tokens must
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from berth.generation.reasoning import ReasoningSplitter
 from berth.runtimes.base import Placement
 from berth.runtimes.lm import LMRuntime
 from llm_fixtures import GPT, LLAMA, lm_dir
+from waiting import wait_until
 
 PROMPTS = [
     "Return the number of items",
@@ -72,14 +72,9 @@ def _reference(rt: LMRuntime, ids: list[int], n: int) -> list[int]:
     return out
 
 
-def _wait_idle(rt: LMRuntime) -> dict:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        stats = rt.scheduler.stats()
-        if stats["running"] == 0 and stats["waiting"] == 0:
-            return stats
-        time.sleep(0.01)
-    raise AssertionError(f"scheduler not idle: {rt.scheduler.stats()}")
+def _is_idle(rt: LMRuntime) -> bool:
+    stats = rt.scheduler.stats()
+    return stats["running"] == 0 and stats["waiting"] == 0
 
 
 @pytest.mark.parametrize("stagger", [False, True])
@@ -93,7 +88,7 @@ def test_batched_greedy_equals_generate(runtime: LMRuntime, stagger: bool) -> No
     for seq, ids, n in zip(seqs, prompts, lengths):
         assert seq.finish_reason == "length"
         assert seq.output_ids == _reference(runtime, ids, n), f"prompt {seq.index} differs under batching"
-    _wait_idle(runtime)
+    wait_until(lambda: _is_idle(runtime), timeout=5, what="the scheduler to go idle")
 
 
 def test_same_seed_same_sample(runtime: LMRuntime) -> None:
@@ -132,7 +127,7 @@ def test_abort_leaves_within_a_step(runtime: LMRuntime) -> None:
     assert finished.wait(5)
     assert seq.finish_reason == "abort"
     assert len(seq.output_ids) < 400
-    _wait_idle(runtime)
+    wait_until(lambda: _is_idle(runtime), timeout=5, what="the scheduler to go idle")
 
 
 def test_reasoning_splitter() -> None:

@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 
-from tests.models import write_linear_softmax, write_python_model
+from models import write_linear_softmax, write_python_model
+from waiting import wait_until
 
 X = {"input": [1.0, 2.0, 3.0, 4.0]}
 
@@ -99,9 +100,7 @@ def test_idle_models_are_unloaded(tmp_path: Path, make_server: Any) -> None:
     with server.client() as client:
         _use(client, "sleepy")
         assert _states(client)["sleepy"] == "READY"
-        deadline = time.monotonic() + 5
-        while _states(client)["sleepy"] != "UNLOADED" and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: _states(client)["sleepy"] == "UNLOADED", timeout=5, interval=0.1, what="sleepy to be unloaded as idle")
         models = {m["name"]: m for m in client.get("/models").json()["models"]}
         assert models["sleepy"]["state"] == "UNLOADED"
         assert "idle" in models["sleepy"]["stats"]["recent_evictions"][0]["reason"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.models import read_events, write_linear_softmax, write_python_model
+from models import read_events, write_linear_softmax, write_python_model
 
 X = {"input": [1.0, 2.0, 3.0, 4.0]}
 

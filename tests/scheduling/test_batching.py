@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tests.models import read_events, write_python_model
+from models import read_events, write_python_model
 
 X = {"input": [1.0, 2.0, 3.0, 4.0]}
 

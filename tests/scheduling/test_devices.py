@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.models import write_python_model
+from models import write_python_model
 
 X = {"input": [1.0, 2.0, 3.0, 4.0]}
 

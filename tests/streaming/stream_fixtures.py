@@ -7,7 +7,6 @@ the top-level ``tests/conftest.py``; this module is imported by name instead.)
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -80,12 +79,3 @@ def raw_stream_socket(port: int, body: dict[str, Any], rcvbuf: int | None = None
         + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload
     )
     return sock
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())

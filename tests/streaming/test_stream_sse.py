@@ -17,7 +17,8 @@ import pytest
 
 from berth.http.emg_stream import SendBuffer, StreamApi
 from conftest import BerthServer
-from stream_fixtures import emg_server, raw_stream_socket, sse_events, stream, usage_count, wait_until
+from stream_fixtures import emg_server, raw_stream_socket, sse_events, stream, usage_count
+from waiting import wait_until
 
 MAX_STREAMS = 3
 FRAME_FIELDS = {"timestamp", "frame", "latency_ms", "prediction", "confidence", "shape", "backend", "cpu_percent"}
@@ -29,6 +30,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Iterator
     running = emg_server(tmp_path_factory.mktemp("sse"), demo_dir, emg)
     yield running
     running.stop()
+
+
+def _active_streams(server: BerthServer) -> int:
+    return int(httpx.get(f"{server.url}/infer/stream/stats").json()["active_streams"])
 
 
 def test_framing_fields_and_completion(server: BerthServer) -> None:
@@ -72,7 +77,8 @@ def test_frame_rate_and_duration_are_kept(server: BerthServer) -> None:
     numbers = np.array([e["frame"] for e in frames])
     offsets = times - times[0] - (numbers - numbers[0]) / 30.0
     assert np.abs(offsets).max() < 0.1, f"frames drift from their slots by up to {np.abs(offsets).max():.3f} s"
-    assert max(e["late_ms"] for e in frames) >= 0.0
+    # a frame a whole period late skips the slots it overran, so none is that late
+    assert all(0.0 <= e["late_ms"] < 1000 / 30 for e in frames), max(e["late_ms"] for e in frames)
 
 
 def test_keep_alive_comments_between_slow_frames(server: BerthServer) -> None:
@@ -92,7 +98,7 @@ def test_disconnect_stops_the_stream_and_its_model_calls(server: BerthServer) ->
             if seen == 10:
                 break
     left = time.monotonic()
-    assert wait_until(lambda: httpx.get(f"{server.url}/infer/stream/stats").json()["active_streams"] == 0, 0.5)
+    wait_until(lambda: _active_streams(server) == 0, timeout=0.5, what="the stream to end after its client left")
     assert time.monotonic() - left <= 0.6
     before = usage_count(server.url)
     time.sleep(0.5)
@@ -160,7 +166,7 @@ def test_too_many_streams_are_refused_clearly(server: BerthServer) -> None:
 
     with concurrent.futures.ThreadPoolExecutor(MAX_STREAMS) as pool:
         holders = [pool.submit(hold, i) for i in range(MAX_STREAMS)]
-        assert wait_until(lambda: httpx.get(f"{server.url}/infer/stream/stats").json()["active_streams"] == MAX_STREAMS, 5)
+        wait_until(lambda: _active_streams(server) == MAX_STREAMS, timeout=5, what=f"{MAX_STREAMS} streams to be open")
         refused = httpx.post(f"{server.url}/infer/stream", json={"duration_seconds": 1, "fps": 5}, timeout=10)
         assert refused.status_code == 503
         assert "limit is emg.max_streams = 3" in refused.json()["error"]
