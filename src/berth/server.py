@@ -13,7 +13,7 @@ import logging
 import signal
 import socket
 import threading
-from typing import Iterator
+from typing import Awaitable, Iterator
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -97,10 +97,14 @@ class _WithGrpc:
         self.engine = engine
         self.config = config
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # a plain function handing back the app's awaitable: no coroutine frame of its
+        # own on every request (uvicorn is told the interface is ASGI 3)
         if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._lifespan(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         running: GrpcServer | None = None
         failure: str | None = None
 
@@ -140,6 +144,7 @@ def serve(config: BerthConfig, *, log_level: str = "info") -> None:
         host=config.server.host,
         port=config.server.http_port,
         lifespan="on",
+        interface="asgi3",
         access_log=False,
         log_config=None,
         log_level=log_level,

@@ -7,13 +7,16 @@ cancels its pending Engine future, and the batcher drops cancelled requests befo
 they reach the model. Only use this once the body has been read completely.
 
 The watcher is a task, and most requests are answered in well under a millisecond, so
-it is started only if the work is still pending after ``WATCH_AFTER_S``: a request that
-waits in a queue is watched from then on, one that is answered at once costs a timer.
+it is started only for work still pending after ``WATCH_AFTER_S``: pending requests sit
+in a per-loop watch list that one timer sweeps every ``WATCH_AFTER_S``, and a request
+still there at its second sweep gets its watcher. A request answered at once costs two
+dict operations, not a timer of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Awaitable, TypeVar
 
 from starlette.types import Receive
@@ -41,26 +44,73 @@ async def _cancel_when_gone(receive: Receive, task: asyncio.Task[object]) -> Non
     task.cancel()
 
 
+class _WatchList:
+    """The requests of one event loop that await work, and their watchers."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._young: dict[asyncio.Task[object], Receive] = {}  # added since the last sweep
+        self._old: dict[asyncio.Task[object], Receive] = {}  # seen by one sweep already
+        self._watchers: dict[asyncio.Task[object], asyncio.Future[None]] = {}
+        self._sweeping = False
+
+    def add(self, task: asyncio.Task[object], receive: Receive) -> None:
+        self._young[task] = receive
+        if not self._sweeping:
+            self._sweeping = True
+            self.loop.call_later(WATCH_AFTER_S, self._sweep)
+
+    def watcher(self, task: asyncio.Task[object]) -> asyncio.Future[None] | None:
+        return self._watchers.get(task)
+
+    def remove(self, task: asyncio.Task[object]) -> None:
+        if self._young.pop(task, None) is None:
+            self._old.pop(task, None)
+        watcher = self._watchers.pop(task, None)
+        if watcher is not None:
+            watcher.cancel()
+
+    def _sweep(self) -> None:
+        for task, receive in self._old.items():  # pending for at least one full period
+            self._watchers[task] = asyncio.ensure_future(_cancel_when_gone(receive, task))
+        self._old, self._young = self._young, {}
+        if self._old:
+            self.loop.call_later(WATCH_AFTER_S, self._sweep)
+        else:
+            self._sweeping = False
+
+
+_watch_lists: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WatchList] = weakref.WeakKeyDictionary()
+_last: list[_WatchList | None] = [None]  # the list of the loop used last: one server, one loop
+
+
+def _watch_list() -> _WatchList:
+    loop = asyncio.get_running_loop()
+    last = _last[0]
+    if last is not None and last.loop is loop:
+        return last
+    watch_list = _watch_lists.get(loop)
+    if watch_list is None:
+        watch_list = _watch_lists[loop] = _WatchList(loop)
+    _last[0] = watch_list
+    return watch_list
+
+
 async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     """Await ``work``; if the client disconnects first, cancel it and raise
-    :class:`ClientDisconnected`. ``receive`` is the request's ASGI receive callable."""
+    :class:`ClientDisconnected`. ``receive`` is the request's ASGI receive callable.
+    A task awaits one such call at a time."""
     task = asyncio.current_task()
     assert task is not None
-    loop = asyncio.get_running_loop()
-    watcher: list[asyncio.Future[None]] = []
-
-    def start_watching() -> None:
-        watcher.append(asyncio.ensure_future(_cancel_when_gone(receive, task)))
-
-    timer = loop.call_later(WATCH_AFTER_S, start_watching)
+    watch_list = _watch_list()
+    watch_list.add(task, receive)
     try:
         return await work
     except asyncio.CancelledError:
-        if watcher and watcher[0].done() and not watcher[0].cancelled():
+        watcher = watch_list.watcher(task)
+        if watcher is not None and watcher.done() and not watcher.cancelled():
             task.uncancel()
             raise ClientDisconnected() from None
         raise
     finally:
-        timer.cancel()
-        if watcher:
-            watcher[0].cancel()
+        watch_list.remove(task)

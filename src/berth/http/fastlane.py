@@ -96,7 +96,8 @@ class FastLane:
         self.prefix_routes = tuple(prefix_routes)
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # a plain function: a request for another route costs no coroutine frame here
         if scope["type"] == "http":
             method, path = scope["method"], scope["path"]
             handler = self.routes.get((method, path))
@@ -113,31 +114,41 @@ class FastLane:
                         label = f"{route.prefix}{{model}}{route.suffix}"
                         break
             if handler is not None:
-                started = time.perf_counter()
-                status = 500
-                try:
-                    status = await answer_errors(handler, scope, receive, send)
-                finally:
-                    if self.metrics is not None:
-                        self.metrics.record(method, label, status, time.perf_counter() - started)
-                return
-        await self.app(scope, receive, send)
+                return self._serve(handler, label, scope, receive, send)
+        return self.app(scope, receive, send)
+
+    async def _serve(self, handler: RawHandler, label: str, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status = 500
+        try:
+            status = await handler(scope, receive, send)
+        except Exception as exc:  # noqa: BLE001 - answered by berth's error table
+            status = await answer_error(exc, scope, send)
+        finally:
+            if self.metrics is not None:
+                self.metrics.record(scope["method"], label, status, time.perf_counter() - started)
 
 
 async def answer_errors(handler: RawHandler, scope: Scope, receive: Receive, send: Send) -> int:
-    """Run a raw handler, answering its errors with berth's status table and error
-    body; returns the status answered (:data:`CLIENT_GONE` when the client left)."""
-    # a raw handler raises only before its response starts (a stream ends with an
-    # error event of its own instead), so an error can still be answered here
+    """Run a raw handler, answering its errors as :func:`answer_error` does; returns
+    the status answered."""
     try:
         return await handler(scope, receive, send)
-    except ClientDisconnected:
+    except Exception as exc:  # noqa: BLE001 - answered by berth's error table
+        return await answer_error(exc, scope, send)
+
+
+async def answer_error(exc: Exception, scope: Scope, send: Send) -> int:
+    """Answer a raw handler's error with berth's status table and error body; returns
+    the status answered (:data:`CLIENT_GONE` when the client left, with no answer)."""
+    # a raw handler raises only before its response starts (a stream ends with an
+    # error event of its own instead), so an error can still be answered here
+    if isinstance(exc, ClientDisconnected):
         return CLIENT_GONE
-    except BerthError as exc:
+    rid = scope_request_id(scope)
+    if isinstance(exc, BerthError):
         status = STATUS[exc.kind]
-        rid = scope_request_id(scope)
         return await send_json(send, status, error_body(status, exc.message, rid), rid, error_headers(exc))
-    except Exception as exc:  # noqa: BLE001 - the last net: a fixed 500, detail to the log
-        log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
-        rid = scope_request_id(scope)
-        return await send_json(send, 500, error_body(500, "internal server error", rid), rid)
+    # the last net: a fixed 500, detail to the log
+    log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
+    return await send_json(send, 500, error_body(500, "internal server error", rid), rid)

@@ -31,6 +31,7 @@ import functools
 import ipaddress
 import math
 import re
+from typing import Awaitable
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -120,11 +121,12 @@ class SecurityGate:
         self._max_header_bytes = int(config.server.max_header_kb * 1024)
         self._quotas = quotas
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # a plain function handing back the next awaitable: no coroutine frame of its
+        # own on every request; only refusals and preflights get one
         kind = scope["type"]
         if kind not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         host = origin = authorization = api_key = admin_header = preflight = given_id = None
         header_bytes = 0
         for name, value in scope["headers"]:
@@ -151,19 +153,19 @@ class SecurityGate:
         elif preflight is not None and origin is not None and kind == "http" and scope["method"] == "OPTIONS" and self._cors_allowed(origin):
             # a browser's preflight carries no credentials: answered before they are asked for
             if self._host_allowed(host):
-                await self._answer_preflight(send, origin)
-                return
+                return self._answer_preflight(send, origin)
             refusal = _UNKNOWN_HOST
         else:
             refusal = self._refusal(scope, host, origin, authorization, api_key, admin_header)
         if refusal is None:
             if origin is not None and kind == "http" and self._cors_allowed(origin):
-                await self.app(scope, receive, _with_headers(send, [(b"access-control-allow-origin", origin), *_CORS_EXPOSE]))
-            else:
-                await self.app(scope, receive, send)
-            return
+                return self.app(scope, receive, _with_headers(send, [(b"access-control-allow-origin", origin), *_CORS_EXPOSE]))
+            return self.app(scope, receive, send)
+        return self._refuse(scope, send, refusal, origin)
+
+    async def _refuse(self, scope: Scope, send: Send, refusal: tuple[int, str, list[tuple[bytes, bytes]]], origin: bytes | None) -> None:
         status, message, headers = refusal
-        if kind == "websocket":
+        if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
             return
         rid = scope_request_id(scope)
