@@ -17,10 +17,12 @@ from berth.tensors import (
     array_from_raw,
     array_to_raw,
     bools_from_raw,
+    datatype_of,
     decode_bytes_elements,
     element_bytes,
     encode_bytes_elements,
     little_endian,
+    v2_datatype,
 )
 
 LABEL = "input 'x'"
@@ -186,3 +188,25 @@ def test_client_round_trips_through_the_shared_codec() -> None:
 def test_client_refuses_what_the_server_refuses(datatype: str, shape: list[int], raw: bytes, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         client_codec.from_raw("y", datatype, shape, raw)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "datatype"),
+    [
+        (np.dtype(np.float32), "FP32"),
+        (np.dtype(">f4"), "FP32"),  # byte order does not change the datatype
+        (np.dtype(">i8"), "INT64"),
+        (np.dtype(np.bool_), "BOOL"),
+        (np.dtype("S5"), "BYTES"),
+        (np.dtype("U3"), "BYTES"),
+        (np.dtype(object), "BYTES"),
+        (np.dtype(np.complex64), None),
+    ],
+)
+def test_one_numpy_to_v2_mapping(dtype: np.dtype, datatype: str | None) -> None:
+    assert datatype_of(dtype) == datatype
+    if datatype is None:
+        with pytest.raises(ValueError, match="no V2 datatype"):
+            v2_datatype(dtype)
+    else:
+        assert v2_datatype(dtype) == datatype

@@ -46,11 +46,20 @@ def numpy_dtype(name: str) -> np.dtype:
         raise ValueError(f"unknown dtype '{name}'") from None
 
 
+def datatype_of(dtype: np.dtype) -> str | None:
+    """The V2 datatype of a numpy dtype, or None if it has none. Strings and objects
+    are BYTES; byte order does not matter (the codec writes little-endian)."""
+    if dtype.kind in "OSU":
+        return "BYTES"
+    return NUMPY_TO_V2.get(dtype if dtype.isnative else dtype.newbyteorder("="))
+
+
 def v2_datatype(dtype: np.dtype) -> str:
-    try:
-        return NUMPY_TO_V2[np.dtype(dtype)]
-    except KeyError:
-        raise ValueError(f"dtype {dtype} has no V2 datatype") from None
+    """:func:`datatype_of`, raising ``ValueError`` for a dtype with no V2 datatype."""
+    datatype = datatype_of(np.dtype(dtype))
+    if datatype is None:
+        raise ValueError(f"dtype {dtype} has no V2 datatype")
+    return datatype
 
 
 def checked_element_count(shape: tuple[int, ...] | list[int], limit: int) -> int:

@@ -15,11 +15,11 @@ import numpy as np
 
 from ..tensors import (
     MAX_TENSOR_ELEMENTS,
-    NUMPY_TO_V2,
     V2_TO_NUMPY,
     array_from_raw,
     array_to_raw,
     checked_element_count,
+    datatype_of,
 )
 
 __all__ = ["V2_TO_NUMPY", "as_tensor", "from_raw", "to_raw"]  # V2_TO_NUMPY: read by _grpc_common
@@ -28,9 +28,7 @@ __all__ = ["V2_TO_NUMPY", "as_tensor", "from_raw", "to_raw"]  # V2_TO_NUMPY: rea
 def as_tensor(name: str, value: Any) -> tuple[str, np.ndarray]:
     """The V2 datatype and the array to send for one input."""
     array = value if isinstance(value, np.ndarray) else np.asarray(value)
-    if array.dtype.kind in "OSU":
-        return "BYTES", array
-    datatype = NUMPY_TO_V2.get(array.dtype.newbyteorder("="))
+    datatype = datatype_of(array.dtype)
     if datatype is None:
         raise ValueError(f"input '{name}' has dtype {array.dtype}, which has no V2 datatype")
     return datatype, array

@@ -21,10 +21,10 @@ import numpy as np
 
 from ..errors import InternalError, InvalidInput
 from ..tensors import (
-    NUMPY_TO_V2,
     TensorDataError,
     array_from_raw,
     array_to_raw,
+    datatype_of,
     declared_dtype,
     declared_element_count,
 )
@@ -81,10 +81,8 @@ def from_contents(name: str, datatype: str, shape: Sequence[int], contents: obje
 
 
 def output_datatype(name: str, array: np.ndarray) -> str:
-    datatype = NUMPY_TO_V2.get(array.dtype) or NUMPY_TO_V2.get(array.dtype.newbyteorder("="))
+    datatype = datatype_of(array.dtype)
     if datatype is None:
-        if array.dtype.kind in "SU":
-            return "BYTES"
         raise InternalError(f"output '{name}' has dtype {array.dtype} with no V2 datatype")
     return datatype
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from ...registry import ModelEntry, ModelState
 from ...runtimes.base import Signature, TensorSpec
-from .protocol import datatype_of
+from ...tensors import datatype_of
 
 #: what ``GET /v2`` lists: the Triton extensions this front end implements
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "model_configuration"]

@@ -26,11 +26,11 @@ import orjson
 from ...engine import Prediction
 from ...errors import InternalError, InvalidInput
 from ...tensors import (
-    NUMPY_TO_V2,
     V2_TO_NUMPY,
     TensorDataError,
     array_from_raw,
     bools_from_raw,
+    datatype_of,
     declared_dtype,
     declared_element_count,
     encode_bytes_elements,
@@ -41,7 +41,6 @@ from ..json_numbers import numbers_only
 __all__ = [
     "InferRequest",
     "RequestedOutput",
-    "datatype_of",
     "encode_infer_response",
     "parse_header_length",
     "parse_infer_request",
@@ -322,13 +321,6 @@ def raw_input(body: bytes, name: str, dtype: np.dtype, item_shape: tuple[int, ..
 
 
 # ── the response ─────────────────────────────────────────────────────────────
-def datatype_of(dtype: np.dtype) -> str | None:
-    """The V2 datatype of a numpy dtype (strings and objects are BYTES), or None."""
-    if dtype.kind in "OSU":
-        return "BYTES"
-    return NUMPY_TO_V2.get(dtype if dtype.isnative else dtype.newbyteorder("="))
-
-
 def encode_infer_response(prediction: Prediction, request: InferRequest) -> tuple[bytes, int | None]:
     """The response body and, when it has a binary section, the JSON part's length."""
     outputs = prediction.outputs
