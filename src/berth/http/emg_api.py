@@ -38,18 +38,13 @@ from .disconnect import ClientDisconnected, cancel_on_disconnect
 from .emg_common import BACKEND_KEYS, Backends, CpuGauge, WindowBank, model_name, number
 from .emg_stream import StreamApi
 from .emg_ws import WindowSocket
-from .errors import REQUEST_ID_HEADER, request_id, scope_request_id
+from .errors import REQUEST_ID_HEADER, json_response, request_id, scope_request_id
 from .fastlane import AsgiEndpoint, send_json
 
 _DASHBOARD = Path(__file__).resolve().parent.parent / "web" / "dashboard.html"
 _DASHBOARD_CSP = "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'none'; base-uri 'none'; form-action 'none'"
 _MAX_STEPS = 100
 _SMALL_BODY = 16 * 1024
-
-
-def _json(request: Request, payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
-                    media_type="application/json", headers={REQUEST_ID_HEADER: request_id(request)})
 
 
 class EmgApi:
@@ -136,7 +131,7 @@ class EmgApi:
         logits = next(iter(prediction.outputs.values()))
         probs = softmax_rows(logits)[0]
         top = int(probs.argmax())
-        return _json(request, {
+        return json_response(request, {
             "latency_ms": f"{latency_ms:.3f}",
             "prediction": str(top),
             "confidence": f"{float(probs[top]):.4f}",
@@ -159,7 +154,7 @@ class EmgApi:
                 # one worker: rows per model call / time per call, as the engine measured them
                 throughput = round(stats["mean_batch_size"] / (stats["mean_inference_ms"] / 1000.0), 2)
                 latency = round(stats["mean_inference_ms"] + (stats["mean_queue_ms"] or 0.0), 4)
-        return _json(request, {
+        return json_response(request, {
             "tensorrt_available": self.backends.tensorrt_available(),
             "emg_mode": self.emg.mode,
             "emg_window_size": self.emg.window,
@@ -195,7 +190,7 @@ class EmgApi:
             return Response(status_code=499)
         results["tensorrt"] = results["accelerated"]  # seed 001's key; its "backend" says what ran
         results.update({"num_iterations": iterations, "batch_size": batch})
-        return _json(request, results)
+        return json_response(request, results)
 
     async def _benchmark(self, iterations: int, windows: np.ndarray) -> dict[str, Any]:
         results: dict[str, Any] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import itertools
 import secrets
+from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -74,8 +75,14 @@ def request_id(request: Request) -> str:
     return scope_request_id(request.scope)
 
 
-def error_body(status: int, message: str, rid: str) -> bytes:
+def error_body(message: str, rid: str) -> bytes:
     return orjson.dumps({"error": message, "request_id": rid})
+
+
+def json_response(request: Request, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer (numpy arrays and scalars allowed) carrying the request id."""
+    all_headers = {REQUEST_ID_HEADER: request_id(request), **(headers or {})}
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, media_type="application/json", headers=all_headers)
 
 
 def error_headers(exc: BerthError) -> dict[str, str]:
@@ -85,7 +92,7 @@ def error_headers(exc: BerthError) -> dict[str, str]:
 
 def error_response(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     rid = request_id(request)
-    body = error_body(status, message, rid)
+    body = error_body(message, rid)
     all_headers = {REQUEST_ID_HEADER: rid, **(headers or {})}
     return Response(body, status_code=status, media_type="application/json", headers=all_headers)
 

@@ -148,7 +148,7 @@ async def answer_error(exc: Exception, scope: Scope, send: Send) -> int:
     rid = scope_request_id(scope)
     if isinstance(exc, BerthError):
         status = STATUS[exc.kind]
-        return await send_json(send, status, error_body(status, exc.message, rid), rid, error_headers(exc))
+        return await send_json(send, status, error_body(exc.message, rid), rid, error_headers(exc))
     # the last net: a fixed 500, detail to the log
     log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
-    return await send_json(send, 500, error_body(500, "internal server error", rid), rid)
+    return await send_json(send, 500, error_body("internal server error", rid), rid)

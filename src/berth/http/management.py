@@ -5,9 +5,6 @@ The same operations the gRPC ``berth.v1`` service offers, over the same Engine c
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -16,13 +13,9 @@ from ..config import valid_model_name
 from ..engine import Engine
 from ..errors import InvalidInput, ModelNotFound
 from .body import read_json_object
-from .errors import REQUEST_ID_HEADER, request_id
+from .errors import json_response
 
 _SMALL_BODY = 4096
-
-
-def _json(request: Request, payload: Any) -> Response:
-    return Response(orjson.dumps(payload), media_type="application/json", headers={REQUEST_ID_HEADER: request_id(request)})
 
 
 def _name(request: Request) -> str:
@@ -54,25 +47,25 @@ class ManagementApi:
         ]
 
     async def list_models(self, request: Request) -> Response:
-        return _json(request, {"models": self.engine.list_models(), "server": self.engine.server_stats()})
+        return json_response(request, {"models": self.engine.list_models(), "server": self.engine.server_stats()})
 
     async def describe(self, request: Request) -> Response:
         entry = await self.engine.registry.entry(_name(request), _version(request))
-        return _json(request, self.engine.describe(entry))
+        return json_response(request, self.engine.describe(entry))
 
     async def load(self, request: Request) -> Response:
-        return _json(request, await self.engine.load(_name(request), _version(request)))
+        return json_response(request, await self.engine.load(_name(request), _version(request)))
 
     async def unload(self, request: Request) -> Response:
-        return _json(request, await self.engine.unload(_name(request), _version(request)))
+        return json_response(request, await self.engine.unload(_name(request), _version(request)))
 
     async def pin(self, request: Request) -> Response:
         body = await read_json_object(request, _SMALL_BODY) if request.headers.get("content-length", "0") != "0" else {}
         pinned = body.get("pinned", True)
         if not isinstance(pinned, bool):
             raise InvalidInput("'pinned' must be true or false")
-        return _json(request, await self.engine.pin(_name(request), pinned, _version(request)))
+        return json_response(request, await self.engine.pin(_name(request), pinned, _version(request)))
 
     async def stats(self, request: Request) -> Response:
         model = request.query_params.get("model")
-        return _json(request, self.engine.model_stats(model))
+        return json_response(request, self.engine.model_stats(model))

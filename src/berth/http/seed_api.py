@@ -32,17 +32,11 @@ from ..streaming.preprocess import row_distributions
 from .body import parse_json_object, read_body, read_raw_body
 from .disconnect import ClientDisconnected, cancel_on_disconnect
 from .emg_common import model_name
-from .errors import REQUEST_ID_HEADER, request_id, scope_request_id
+from .errors import json_response, scope_request_id
 from .fastlane import AsgiEndpoint, RawHandler, send_json
 from .json_numbers import numbers_only
 
-_JSON = "application/json"
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
-
-
-def _json(payload: Any, status: int = 200, rid: str | None = None) -> Response:
-    headers = {REQUEST_ID_HEADER: rid} if rid else None
-    return Response(orjson.dumps(payload, option=_NUMPY), status_code=status, media_type=_JSON, headers=headers)
 
 
 _second_cache: list[Any] = [-1, ""]
@@ -263,7 +257,8 @@ class SeedApi:
         first = next(iter(prediction.outputs.values()))
         probs, _ = row_distributions(first)
         top = probs.argmax(axis=1) if probs.size else np.zeros(0, dtype=np.int64)
-        return _json(
+        return json_response(
+            request,
             {
                 "top_indices": top,
                 "top_scores": probs[np.arange(len(top)), top] if len(top) else [],
@@ -274,7 +269,6 @@ class SeedApi:
                 "n": int(first.shape[0]),
                 "model": prediction.model,
             },
-            rid=request_id(request),
         )
 
     async def blast(self, request: Request) -> Response:
@@ -302,7 +296,8 @@ class SeedApi:
         total_ms = (time.perf_counter() - started) * 1000.0
         entry = self.engine.registry.entries.get((model, predictions[0].version))
         parallel = entry.batcher.max_concurrency if entry is not None and entry.batcher is not None else None
-        return _json(
+        return json_response(
+            request,
             {
                 "count": n,
                 "results": [self._item(p) for p in predictions],
@@ -310,7 +305,6 @@ class SeedApi:
                 "parallel": parallel,
                 "model": model,
             },
-            rid=request_id(request),
         )
 
     async def save_session(self, request: Request) -> Response:
@@ -321,14 +315,15 @@ class SeedApi:
             raise InvalidInput("the session is not valid JSON") from None
         model = session_model_name(session)
         saved = await asyncio.to_thread(self.sessions.save, payload, model)
-        return _json(
+        return json_response(
+            request,
             {"saved": True, "path": saved.display_path, "bytes": saved.bytes, "model": saved.model, "created": saved.created},
-            rid=request_id(request),
         )
 
     async def health(self, request: Request) -> Response:
         health = self.engine.health()
-        return _json(
+        return json_response(
+            request,
             {
                 "status": "ok" if health["ready"] else "starting",
                 "uptime_s": health["uptime_s"],
@@ -340,15 +335,14 @@ class SeedApi:
                 "dead_workers": health["dead_workers"],
                 **(self.seed001.health_fields() if self.seed001 is not None else {}),
             },
-            rid=request_id(request),
         )
 
     async def config(self, request: Request) -> Response:
         model = self.engine.default_model
         if model is None:
-            return _json(
+            return json_response(
+                request,
                 {"model": None, "input": None, "classes": None, "gpu": False, "startedAt": _started(self.engine)},
-                rid=request_id(request),
             )
         lease = await self.engine.lease(model, count_use=False)
         try:
@@ -360,7 +354,8 @@ class SeedApi:
             repository = self.engine.registry.repository.root
             path = entry.spec.versions[entry.version]
             shown = str(path.relative_to(repository.parent)) if repository and path.is_relative_to(repository) else path.name
-            return _json(
+            return json_response(
+                request,
                 {
                     "input": list(signature.inputs[0].shape[1:]),
                     "classes": classes,
@@ -372,7 +367,6 @@ class SeedApi:
                     "labels": entry.spec.settings.labels,
                     "startedAt": _started(self.engine),
                 },
-                rid=request_id(request),
             )
         finally:
             lease.release()

@@ -30,7 +30,7 @@ from ...generation import QueueFull
 from .. import sse
 from ..body import parse_json_object, read_raw_body
 from ..disconnect import ClientDisconnected, wait_for_disconnect
-from ..errors import REQUEST_ID_HEADER, STATUS, request_id, scope_request_id
+from ..errors import STATUS, json_response, scope_request_id
 from ..fastlane import CLIENT_GONE, AsgiEndpoint, send_json
 from .protocol import BadField
 from .serving import OpenAIServing, Prepared
@@ -159,24 +159,17 @@ class OpenAIApi:
 
     async def list_models(self, request: Request) -> Response:
         data = [self._model_object(name) for name in self._lm_names()]
-        return _json(request, {"object": "list", "data": data})
+        return json_response(request, {"object": "list", "data": data})
 
     async def get_model(self, request: Request) -> Response:
         name = request.path_params["model"]
         if name not in self._lm_names():
             status, body, headers = error_object(ModelNotFound(f"the model '{name[:64]}' does not exist"))
-            return _json(request, body, status, headers)
-        return _json(request, self._model_object(name))
+            return json_response(request, body, status, headers)
+        return json_response(request, self._model_object(name))
 
     async def stats(self, request: Request) -> Response:
-        return _json(request, {"models": self.serving.service.stats()})
-
-
-def _json(request: Request, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(payload), status_code=status, media_type="application/json",
-        headers={REQUEST_ID_HEADER: request_id(request), **(headers or {})},
-    )
+        return json_response(request, {"models": self.serving.service.stats()})
 
 
 __all__ = ["ErrorKind", "OpenAIApi", "error_object"]

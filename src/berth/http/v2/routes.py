@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -25,7 +24,7 @@ from ...errors import InvalidInput, ModelNotFound
 from ...registry import ModelEntry, ModelState
 from ..body import parse_json_object, read_body, read_raw_body
 from ..disconnect import cancel_on_disconnect
-from ..errors import REQUEST_ID_HEADER, request_id, scope_request_id
+from ..errors import json_response, scope_request_id
 from ..fastlane import AsgiEndpoint, PrefixRoute, RawHandler, send_json
 from . import metadata
 from .protocol import InferRequest, encode_infer_response, parse_header_length, parse_infer_request, raw_input
@@ -35,7 +34,6 @@ _INFER = "/infer"
 _SMALL_BODY = 64 * 1024
 _HEADER_LENGTH_NAME = "inference-header-content-length"
 _HEADER_LENGTH = _HEADER_LENGTH_NAME.encode()
-_JSON = "application/json"
 
 
 def _target(name: str, version: str | None) -> tuple[str, str | None]:
@@ -59,10 +57,6 @@ def _infer_target(path: str) -> tuple[str, str | None]:
 
 def _path_target(request: Request) -> tuple[str, str | None]:
     return _target(request.path_params["model"], request.path_params.get("version"))
-
-
-def _json(request: Request, payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type=_JSON, headers={REQUEST_ID_HEADER: request_id(request)})
 
 
 class V2Api:
@@ -108,7 +102,7 @@ class V2Api:
         return await send_json(send, 200 if ready else 503, b'{"ready":true}' if ready else b'{"ready":false}', scope_request_id(scope))
 
     async def server_metadata(self, request: Request) -> Response:
-        return _json(request, {"name": "berth", "version": __version__, "extensions": metadata.EXTENSIONS})
+        return json_response(request, {"name": "berth", "version": __version__, "extensions": metadata.EXTENSIONS})
 
     # ── inference ──────────────────────────────────────────────────────────
     async def infer(self, scope: Scope, receive: Receive, send: Send) -> int:
@@ -153,21 +147,21 @@ class V2Api:
         with await self.engine.lease(model, version, count_use=False) as lease:
             entry = lease.entry
             assert entry.runtime is not None
-            return _json(request, metadata.model_metadata(entry, entry.runtime.signature))
+            return json_response(request, metadata.model_metadata(entry, entry.runtime.signature))
 
     async def model_config(self, request: Request) -> Response:
         model, version = _path_target(request)
         with await self.engine.lease(model, version, count_use=False) as lease:
             entry = lease.entry
             assert entry.runtime is not None
-            return _json(request, metadata.model_config(entry, entry.runtime.signature))
+            return json_response(request, metadata.model_config(entry, entry.runtime.signature))
 
     async def model_ready(self, request: Request) -> Response:
         """Ready = loaded now; this does not load the model (an inference would)."""
         model, version = _path_target(request)
         entry = await self.engine.registry.entry(model, version)
         ready = entry.state is ModelState.READY
-        return _json(request, {"name": entry.name, "ready": ready}, 200 if ready else 503)
+        return json_response(request, {"name": entry.name, "ready": ready}, 200 if ready else 503)
 
     # ── repository extension ───────────────────────────────────────────────
     async def _body(self, request: Request) -> dict[str, Any]:
@@ -182,7 +176,7 @@ class V2Api:
         rows = [metadata.index_entry(row) for row in self.engine.list_models()]
         if only_ready:
             rows = [row for row in rows if row["state"] == "READY"]
-        return _json(request, rows)
+        return json_response(request, rows)
 
     async def load(self, request: Request) -> Response:
         """Load the model's default version (a no-op when it is already loaded)."""
@@ -194,7 +188,7 @@ class V2Api:
         if overrides:
             raise InvalidInput(f"berth loads models from its repository; load parameters {overrides} are not supported")
         await self.engine.load(model)
-        return _json(request, {})
+        return json_response(request, {})
 
     async def unload(self, request: Request) -> Response:
         """Unload every resident version of the model (Triton unloads the model as a whole)."""
@@ -204,7 +198,7 @@ class V2Api:
         for row in self.engine.list_models():
             if row["name"] == model and row["state"] in (ModelState.READY.value, ModelState.LOADING.value, ModelState.UNLOADING.value):
                 await self.engine.unload(model, row["version"])
-        return _json(request, {})
+        return json_response(request, {})
 
     # ── statistics extension ───────────────────────────────────────────────
     async def statistics(self, request: Request) -> Response:
@@ -218,7 +212,7 @@ class V2Api:
                 entries = self._entries(model)
         else:
             entries = self._entries(None)
-        return _json(request, {"model_stats": [metadata.model_statistics(e) for e in entries]})
+        return json_response(request, {"model_stats": [metadata.model_statistics(e) for e in entries]})
 
     def _entries(self, model: str | None) -> list[ModelEntry]:
         registry = self.engine.registry
