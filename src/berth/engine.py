@@ -216,13 +216,41 @@ class Engine:
     async def pin(self, model: str, pinned: bool, version: str | None = None) -> dict[str, Any]:
         return self.describe(await self.registry.pin(model, pinned, version))
 
-    def list_models(self) -> list[dict[str, Any]]:
-        rows = []
-        for name, spec in sorted(self.registry.specs.items()):
-            versions = {v for (n, v) in self.registry.entries if n == name} | {spec.default_version}
-            for version in sorted(versions, key=int):
-                rows.append(self.describe(self.registry._entry(name, version)))
-        return rows
+    def list_models(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Every version of every model (or of model ``name``) the server knows."""
+        return [self.describe(entry) for entry in self.known_entries(name)]
+
+    def known_entries(self, name: str | None = None) -> list[ModelEntry]:
+        """The entry of every version that has been used and every default version, of
+        every model or of model ``name`` (none for an unknown name), in name and
+        version order."""
+        registry = self.registry
+        specs = registry.specs
+        chosen = sorted(specs.items()) if name is None else ([(name, specs[name])] if name in specs else [])
+        entries = []
+        for model, spec in chosen:
+            versions = {v for (n, v) in registry.entries if n == model} | {spec.default_version}
+            entries.extend(registry._entry(model, version) for version in sorted(versions, key=int))
+        return entries
+
+    async def statistics_entries(self, name: str | None = None, version: str | None = None) -> list[ModelEntry]:
+        """The entries a V2 statistics request names (HTTP and gRPC alike): one version,
+        every known version of one model, or every model. An unknown model or version
+        is ModelNotFound."""
+        if name and version:
+            return [await self.registry.entry(name, version)]
+        if name:
+            await self.registry.entry(name)  # ModelNotFound for an unknown model
+        return self.known_entries(name or None)
+
+    async def unload_model(self, name: str) -> None:
+        """Unload every resident version of a model, as Triton unloads a model as a
+        whole. An unknown model is ModelNotFound."""
+        await self.registry.entry(name)
+        resident = (ModelState.READY, ModelState.LOADING, ModelState.UNLOADING)
+        for entry in self.known_entries(name):
+            if entry.state in resident:
+                await self.unload(name, entry.version)
 
     def describe(self, entry: ModelEntry) -> dict[str, Any]:
         signature = entry.runtime.signature.to_dict() if entry.runtime is not None else None
@@ -252,12 +280,9 @@ class Engine:
         }
 
     def model_stats(self, model: str | None = None) -> dict[str, Any]:
-        if model is not None:
-            rows = [r for r in self.list_models() if r["name"] == model]
-            if not rows:
-                raise ModelNotFound(f"unknown model '{model}'")
-        else:
-            rows = self.list_models()
+        rows = self.list_models(model)
+        if model is not None and not rows:
+            raise ModelNotFound(f"unknown model '{model}'")
         return {"models": rows, "server": self.server_stats()}
 
     def server_stats(self) -> dict[str, Any]:

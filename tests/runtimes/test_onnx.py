@@ -141,9 +141,6 @@ def test_intra_op_threads_option_is_honoured(mixed: tuple[Path, np.ndarray]) -> 
     options = _loaded(path, intra_op_threads=3)._session.get_session_options()
     assert options.intra_op_num_threads == 3
     assert options.inter_op_num_threads == 1
-    # the placement's thread count applies when the option is absent; the option wins
-    assert _loaded(path, Placement("cpu", threads=2))._session.get_session_options().intra_op_num_threads == 2
-    assert _loaded(path, Placement("cpu", threads=2), intra_op_threads=1)._session.get_session_options().intra_op_num_threads == 1
 
 
 def test_providers_option(mixed: tuple[Path, np.ndarray]) -> None:

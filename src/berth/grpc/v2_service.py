@@ -28,7 +28,7 @@ from .. import __version__
 from ..engine import Engine, Prediction
 from ..errors import InvalidInput, ModelNotFound
 from ..http.v2 import metadata
-from ..registry import ModelEntry, ModelState
+from ..registry import ModelEntry
 from ..runtimes.base import Signature
 from . import codec
 from .common import call_timeout, ready_entry
@@ -136,7 +136,7 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @guard
     async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: aio.ServicerContext) -> pb.ModelStatisticsResponse:
-        entries = await self._statistics_entries(request.name, request.version)
+        entries = await self.engine.statistics_entries(request.name or None, request.version or None)
         document = {"model_stats": [metadata.model_statistics(entry) for entry in entries]}
         return json_format.ParseDict(document, pb.ModelStatisticsResponse())
 
@@ -160,11 +160,7 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: aio.ServicerContext
     ) -> pb.RepositoryModelUnloadResponse:
-        name = _model_name(request.model_name)
-        resident = (ModelState.READY.value, ModelState.LOADING.value)
-        versions = [row["version"] for row in self.engine.list_models() if row["name"] == name and row["state"] in resident]
-        for version in versions or [None]:  # None: still an error for an unknown model
-            await self.engine.unload(name, version)
+        await self.engine.unload_model(_model_name(request.model_name))
         return pb.RepositoryModelUnloadResponse()
 
     # ── not offered: shared memory, tracing, log settings ─────────────────
@@ -221,18 +217,6 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
             entry = lease.entry
             assert entry.runtime is not None
             return document(entry, entry.runtime.signature)
-
-    async def _statistics_entries(self, name: str, version: str) -> list[ModelEntry]:
-        """The entries a statistics request names, chosen as the HTTP ``.../stats``
-        endpoints choose them: no name means every model; a version needs a name."""
-        registry = self.engine.registry
-        if name and version:
-            return [await registry.entry(name, version)]
-        if name:
-            await registry.entry(name)  # ModelNotFound for an unknown model
-        rows = self.engine.list_models()
-        return [registry.entries[(row["name"], row["version"])] for row in rows if not name or row["name"] == name]
-
 
 def decode_inputs(request: pb.ModelInferRequest) -> dict[str, Any]:
     """The request's inputs as arrays, from raw contents or typed contents."""

@@ -146,7 +146,6 @@ class ProcessRuntime(Runtime):
                     "path": str(self.path),
                     "device_id": self.placement.device_id,
                     "framework_device": self.placement.framework_device,
-                    "threads": self.placement.threads,
                     "options": dict(self.options),
                 },
                 timeout=self.load_timeout_s,

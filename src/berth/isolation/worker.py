@@ -69,8 +69,7 @@ class Worker:
         backend = str(header["backend"])
         if backend not in ISOLATABLE_BACKENDS:
             raise ValueError(f"backend '{backend}' cannot run in a worker process")
-        threads = header.get("threads")
-        placement = Placement(str(header["device_id"]), str(header["framework_device"]), int(threads) if threads else None)
+        placement = Placement(str(header["device_id"]), str(header["framework_device"]))
         options = header.get("options") or {}
         if not isinstance(options, dict):
             raise ProtocolError("options must be a map")

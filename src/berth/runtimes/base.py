@@ -76,7 +76,6 @@ class Placement:
 
     device_id: str
     framework_device: str = "cpu"
-    threads: int | None = None
 
 
 @dataclass

@@ -88,7 +88,7 @@ class OnnxRuntime(Runtime):
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        threads = self.options.get("intra_op_threads") or self.placement.threads
+        threads = self.options.get("intra_op_threads")
         if threads:
             options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1

@@ -21,7 +21,7 @@ from ... import __version__
 from ...config import valid_model_name
 from ...engine import Engine
 from ...errors import InvalidInput, ModelNotFound
-from ...registry import ModelEntry, ModelState
+from ...registry import ModelState
 from ..body import parse_json_object, read_body, read_raw_body
 from ..disconnect import cancel_on_disconnect
 from ..errors import json_response, scope_request_id
@@ -194,27 +194,11 @@ class V2Api:
         """Unload every resident version of the model (Triton unloads the model as a whole)."""
         model, _ = _path_target(request)
         await self._body(request)  # validated; ``unload_dependents`` has no meaning here
-        await self.engine.registry.entry(model)  # 404 for an unknown model
-        for row in self.engine.list_models():
-            if row["name"] == model and row["state"] in (ModelState.READY.value, ModelState.LOADING.value, ModelState.UNLOADING.value):
-                await self.engine.unload(model, row["version"])
+        await self.engine.unload_model(model)
         return json_response(request, {})
 
     # ── statistics extension ───────────────────────────────────────────────
     async def statistics(self, request: Request) -> Response:
-        entries: list[ModelEntry]
-        if "model" in request.path_params:
-            model, version = _path_target(request)
-            if version is not None:
-                entries = [await self.engine.registry.entry(model, version)]
-            else:
-                await self.engine.registry.entry(model)  # 404 for an unknown model
-                entries = self._entries(model)
-        else:
-            entries = self._entries(None)
+        model, version = _path_target(request) if "model" in request.path_params else (None, None)
+        entries = await self.engine.statistics_entries(model, version)
         return json_response(request, {"model_stats": [metadata.model_statistics(e) for e in entries]})
-
-    def _entries(self, model: str | None) -> list[ModelEntry]:
-        registry = self.engine.registry
-        rows = self.engine.list_models()
-        return [registry.entries[(r["name"], r["version"])] for r in rows if model is None or r["name"] == model]
