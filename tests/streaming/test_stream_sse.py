@@ -185,7 +185,7 @@ def test_too_many_streams_are_refused_clearly(server: BerthServer) -> None:
         ({"duration_seconds": 0}, 400, "above 0"),
         ({"use_tensorrt": "yes"}, 400, "'use_tensorrt' must be true or false"),
         ({"model": "no-such-model"}, 404, "unknown model"),
-        ({"model": "digits"}, 400, "the stream sends windows [1, 200, 16]"),
+        ({"model": "digits"}, 400, "EMG windows are [N, 200, 16]"),
     ],
 )
 def test_bad_parameters_are_refused_before_streaming(server: BerthServer, body: dict[str, Any], status: int, words: str) -> None:

@@ -1,5 +1,6 @@
 """Shared pieces of the seed-001 EMG API: which model serves which backend, what ran,
-a bank of demo windows, the CPU gauge, and parameter checks with clear messages."""
+a bank of demo windows, the CPU gauge, the window-classifier check and reading, and
+parameter checks with clear messages."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ..config import EMG_ACCELERATED_MODEL, EmgConfig
 from ..demo.emg_signal import SyntheticEmg
 from ..engine import Engine, Prediction
 from ..errors import InvalidInput
+from ..streaming.preprocess import softmax_rows
 from ..registry import ModelEntry
 
 #: backend key in requests and the /benchmark answer → how it is chosen
@@ -142,3 +144,40 @@ def model_name(body: dict[str, Any]) -> str | None:
     if value is not None and not isinstance(value, str):
         raise InvalidInput("'model' must be a string")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class WindowModel:
+    """A model that classifies one EMG window per row: its input's name and labels."""
+
+    name: str
+    input_name: str
+    labels: list[str] | None
+
+
+async def window_model(engine: Engine, emg: EmgConfig, model: str) -> WindowModel:
+    """Check that ``model`` takes one input of [N, window, channels] windows (loading it
+    if needed; ModelNotFound for an unknown one), for the SSE stream and the WebSocket."""
+    signature = await engine.signature(model)
+    window = (emg.window, emg.channels)
+    if len(signature.inputs) != 1 or signature.inputs[0].static_tail != window:
+        shapes = [list(spec.shape) for spec in signature.inputs]
+        raise InvalidInput(f"model '{model}' takes inputs shaped {shapes}; EMG windows are [N, {window[0]}, {window[1]}]")
+    spec = engine.registry.specs.get(model)
+    return WindowModel(model, signature.inputs[0].name, spec.settings.labels if spec is not None else None)
+
+
+async def classify_window(engine: Engine, backends: Backends, model: WindowModel, window: np.ndarray) -> tuple[Prediction, dict[str, Any]]:
+    """Run one window; the prediction and the fields every EMG answer carries about it
+    (top class, its label and confidence, what ran it)."""
+    prediction = await engine.infer(model.name, {model.input_name: window[np.newaxis]})
+    probs = softmax_rows(next(iter(prediction.outputs.values())))[0]
+    top = int(probs.argmax())
+    labels = model.labels
+    return prediction, {
+        "prediction": top,
+        "gesture": labels[top] if labels and top < len(labels) else None,
+        "confidence": round(float(probs[top]), 6),
+        "backend": backends.label(prediction),
+        "model": prediction.model,
+    }

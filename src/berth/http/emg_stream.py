@@ -24,17 +24,16 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from starlette.types import Receive, Scope, Send
 
 from ..engine import Engine
-from ..errors import BerthError, InvalidInput, ModelNotReady, Overloaded
+from ..errors import BerthError, ModelNotReady, Overloaded
 from ..streaming import FrameClock, SignalHub, SourceError
-from ..streaming.preprocess import softmax_rows, zscore
+from ..streaming.preprocess import zscore
 from . import sse
 from .body import parse_json_object, read_raw_body
 from .disconnect import wait_for_disconnect
-from .emg_common import Backends, CpuGauge, flag, model_name, number
+from .emg_common import Backends, CpuGauge, WindowModel, classify_window, flag, model_name, number, window_model
 from .errors import scope_request_id
 
 log = logging.getLogger("berth.http.stream")
@@ -104,7 +103,7 @@ class StreamApi:
         self.open_streams += 1
         subscribed = False
         try:
-            input_name, labels = await self._check_model(params.model)
+            model = await window_model(self.engine, self.emg, params.model)
             run = self.hub.subscribe()
             subscribed = True
             try:
@@ -114,7 +113,7 @@ class StreamApi:
             await sse.start(send, scope_request_id(scope))
             await sse.write(send, _OPENED)
             buffer = SendBuffer(self.emg.send_buffer)
-            producer = asyncio.create_task(self._produce(run, params, input_name, labels, buffer))
+            producer = asyncio.create_task(self._produce(run, params, model, buffer))
             writer = asyncio.create_task(self._write(send, buffer))
             watcher = asyncio.create_task(wait_for_disconnect(receive))
             try:
@@ -132,16 +131,7 @@ class StreamApi:
             self.open_streams -= 1
         return 200  # the stream started; how it ended is in its events
 
-    async def _check_model(self, model: str) -> tuple[str, list[str] | None]:
-        signature = await self.engine.signature(model)  # 404 for an unknown model
-        window = (self.emg.window, self.emg.channels)
-        if len(signature.inputs) != 1 or signature.inputs[0].static_tail != window:
-            shapes = [list(spec.shape) for spec in signature.inputs]
-            raise InvalidInput(f"model '{model}' takes inputs shaped {shapes}; the stream sends windows [1, {window[0]}, {window[1]}]")
-        spec = self.engine.registry.specs.get(model)
-        return signature.inputs[0].name, (spec.settings.labels if spec is not None else None)
-
-    async def _produce(self, run: Any, params: StreamParams, input_name: str, labels: list[str] | None, buffer: SendBuffer) -> None:
+    async def _produce(self, run: Any, params: StreamParams, model: WindowModel, buffer: SendBuffer) -> None:
         clock = FrameClock(params.fps)
         total = None if params.duration_s is None else max(1, round(params.duration_s * params.fps))
         frames = rejected = 0
@@ -156,26 +146,19 @@ class StreamApi:
                     window = zscore(window)
                 started = time.perf_counter()
                 try:
-                    prediction = await self.engine.infer(params.model, {input_name: window[np.newaxis]})
+                    prediction, fields = await classify_window(self.engine, self.backends, model, window)
                 except Overloaded:
                     rejected += 1  # the model's queue is full: this frame is lost, the stream goes on
                     continue
                 latency_ms = (time.perf_counter() - started) * 1000.0
-                logits = next(iter(prediction.outputs.values()))
-                probs = softmax_rows(logits)[0]
-                top = int(probs.argmax())
                 last_frame = tick.index
                 frames += 1
                 buffer.put({
                     "timestamp": time.time(),
                     "frame": tick.index,
                     "latency_ms": round(latency_ms, 4),
-                    "prediction": top,
-                    "gesture": labels[top] if labels and top < len(labels) else None,
-                    "confidence": round(float(probs[top]), 6),
-                    "shape": list(logits.shape),
-                    "backend": self.backends.label(prediction),
-                    "model": prediction.model,
+                    **fields,
+                    "shape": list(next(iter(prediction.outputs.values())).shape),
                     "cpu_percent": self.cpu.read(),
                     "batch_size": prediction.batch_size,
                     "late_ms": round(tick.late_s * 1000.0, 3),

@@ -28,8 +28,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..engine import Engine
 from ..errors import BerthError, InvalidInput
-from ..streaming.preprocess import softmax_rows, zscore
-from .emg_common import BACKEND_KEYS, Backends
+from ..streaming.preprocess import zscore
+from .emg_common import BACKEND_KEYS, Backends, classify_window, window_model
 
 _TRY_AGAIN_LATER = 1013
 _POLICY = 1008
@@ -65,16 +65,10 @@ class WindowSocket:
             await socket.close(code=_POLICY, reason=f"backend must be one of {', '.join(BACKEND_KEYS)}")
             return
         try:
-            signature = await self.engine.signature(model)
+            checked = await window_model(self.engine, self.emg, model)
         except BerthError as exc:
             await socket.close(code=_POLICY, reason=exc.message[:120])
             return
-        shape = (self.emg.window, self.emg.channels)
-        if len(signature.inputs) != 1 or signature.inputs[0].static_tail != shape:
-            await socket.close(code=_POLICY, reason=f"model '{model}' does not take [N, {shape[0]}, {shape[1]}] windows"[:120])
-            return
-        name = signature.inputs[0].name
-        labels = self.engine.registry.specs[model].settings.labels if model in self.engine.registry.specs else None
         seq = 0
         while True:
             message = await socket.receive()
@@ -88,18 +82,9 @@ class WindowSocket:
                 if preprocess:
                     window = zscore(window)
                 started = time.perf_counter()
-                prediction = await self.engine.infer(model, {name: window[np.newaxis]})
-                logits = next(iter(prediction.outputs.values()))
-                probs = softmax_rows(logits)[0]
-                top = int(probs.argmax())
-                reply.update({
-                    "prediction": top,
-                    "gesture": labels[top] if labels and top < len(labels) else None,
-                    "confidence": round(float(probs[top]), 6),
-                    "latency_ms": round((time.perf_counter() - started) * 1000.0, 4),
-                    "backend": self.backends.label(prediction),
-                    "model": prediction.model,
-                })
+                _, fields = await classify_window(self.engine, self.backends, checked, window)
+                reply.update(fields)
+                reply["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 4)
             except BerthError as exc:
                 reply["error"] = exc.message
             await socket.send_text(orjson.dumps(reply).decode())
