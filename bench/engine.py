@@ -28,8 +28,6 @@ from _common import digits_model, table
 from berth.config import load_config
 from berth.engine import Engine
 
-INLINE_MAX_US = float(__import__("os").environ.get("INLINE_MAX_US", "150"))
-
 
 def raw_session(path: str, threads: int | None) -> ort.InferenceSession:
     options = ort.SessionOptions()
@@ -85,8 +83,10 @@ async def time_engine(engine: Engine, concurrency: int, seconds: float) -> tuple
     return elapsed / max(1, counts[0]), total / elapsed, rows / max(1, batches)
 
 
-async def run_engine(path: str, seconds: float, threads: int | None, max_batch: int) -> dict[str, tuple[float, float, float]]:
-    model = {"model_path": path, "preload": True, "max_batch_size": max_batch, "options": {"inline_max_us": INLINE_MAX_US}}
+async def run_engine(path: str, seconds: float, threads: int | None, max_batch: int, inline_max_us: float | None) -> dict[str, tuple[float, float, float]]:
+    model: dict[str, object] = {"model_path": path, "preload": True, "max_batch_size": max_batch}
+    if inline_max_us is not None:
+        model["options"] = {"inline_max_us": inline_max_us}
     config = load_config(overrides={"models": {"digits": model}, "onnx": {"intra_op_threads": threads}})
     engine = Engine(config)
     await engine.start()
@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: onnxruntime's choice)")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--model", help="an ONNX file with input 'input' [N,28,28] (default: the demo digits model)")
+    parser.add_argument("--inline-max-us", type=float, default=None, help="the model's inline_max_us (default: the server's, 150; 0 = always on worker threads)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     path = args.model or str(digits_model())
@@ -109,7 +110,7 @@ def main() -> None:
     raw1_s, raw1_ips = time_raw(session, 1, args.seconds)
     raw32_s, raw32_ips = time_raw(session, 32, args.seconds)
     del session
-    results = asyncio.run(run_engine(path, args.seconds, args.threads, args.max_batch))
+    results = asyncio.run(run_engine(path, args.seconds, args.threads, args.max_batch, args.inline_max_us))
     eng1_s, eng1_ips, _ = results["c1"]
     _, eng64_ips, eng64_batch = results["c64"]
     added_us = (eng1_s - raw1_s) * 1e6
