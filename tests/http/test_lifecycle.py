@@ -197,6 +197,7 @@ def deadline_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     logs = {
         "serial": write_slow_model(models, "serial", delay=0.6, config=SERIAL),
         "long": write_slow_model(models, "long", delay=1.5, config=SERIAL),
+        "lasting": write_slow_model(models, "lasting", delay=1.5, config=SERIAL),
     }
     server = start_server({"repository": str(models), "server": {"request_timeout_s": 0.3}}, root / "server")
     yield server, logs
@@ -213,7 +214,7 @@ def test_queued_request_past_its_deadline_is_504_and_never_runs(deadline_server:
     assert response.status_code == 504, response.text
     body = response.json()
     assert set(body) == {"error", "request_id"} and "deadline" in body["error"]
-    a.result()  # A itself ran (its status depends on whether the run counts against it)
+    assert a.result().status_code == 504  # A ran, but its 0.6 s run outlasted its 0.3 s deadline
     c = Call(server.url, {"model": "serial", "input": x(-3.0)})
     c.start()
     assert c.result().status_code == 200  # a quick request within its deadline still works
@@ -230,3 +231,20 @@ def test_deadline_answers_at_the_deadline_not_when_the_model_frees(deadline_serv
     assert response.status_code == 504
     # request_timeout_s is 0.3 s: the answer must not wait out A's 1.5 s run
     assert b.elapsed < 1.0, f"504 came after {b.elapsed:.2f}s"
+
+
+def test_deadline_covers_the_run_and_unload_waits_for_the_batch(deadline_server: tuple[BerthServer, dict[str, Path]]) -> None:
+    """A request whose deadline passes while its batch runs is answered at the deadline;
+    the model is not unloaded from under the batch, which still uses it."""
+    server, logs = deadline_server
+    started = time.monotonic()
+    a = start_in_predict(server, logs["lasting"], "lasting", 4.0)  # runs 1.5 s; its deadline is 0.3 s
+    response = a.result()
+    assert response.status_code == 504, response.text
+    assert "ran past its deadline" in response.json()["error"]
+    assert a.elapsed < 1.0, f"504 came after {a.elapsed:.2f}s, not at the deadline"
+    with server.client() as client:
+        assert client.post("/models/lasting/unload").status_code == 200
+    assert time.monotonic() - started >= 1.4, "the model was unloaded while its batch was still running"
+    assert server.process.poll() is None
+

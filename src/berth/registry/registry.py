@@ -604,6 +604,7 @@ class Registry:
         entry.runtime = None
         if batcher is not None:
             batcher.close()
+            await batcher.wait_idle()
         if runtime is not None:
             def free() -> None:
                 runtime.unload()

@@ -34,8 +34,11 @@ request that could run inline runs at once, inside ``submit``, and its caller ne
 waits. One request in ``_PROBE_EVERY`` is still deferred as a probe; as soon as a
 deferred dispatch finds company, batching resumes.
 
-A queued request whose deadline passes is answered then (a timer watches the earliest
-deadline in the queue), not when a slot frees up.
+A request's deadline covers its queueing and its run. One whose deadline passes while it
+waits, or while its batch runs on a worker thread, is answered then with
+DeadlineExceeded (a timer watches the earliest deadline among the queued and running
+requests), not when a slot frees up or the batch ends; a batch that ends later has that
+row's result dropped. An inline run blocks the loop, so it is not timed out midway.
 
 Everything here runs on the event loop except the model call itself, which runs on a
 device worker thread. A request whose deadline has passed or whose caller has gone
@@ -138,6 +141,8 @@ class Batcher:
         self._inline_max_s = inline_max_us / 1e6 if uniform else 0.0
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0
+        self._in_flight: list[list[_Item]] = []  # batches running on worker threads
+        self._idle: asyncio.Future[None] | None = None  # set when the last running batch ends
         self._dispatch_scheduled = False
         self._lone_streak = 0  # deferred dispatches in a row that found one request alone
         self._run_at_once = 0  # requests run at once since the last probe
@@ -194,14 +199,18 @@ class Batcher:
         self._lone_streak = self._lone_streak + 1 if alone else 0
 
     def _arm_expiry(self) -> None:
-        """Keep a timer on the earliest deadline among the queued requests.
+        """Keep a timer on the earliest deadline among the queued and running requests.
 
-        Scans the queue only when no timer is armed; a timer left over for a request
-        that has since run fires, finds nothing to expire and re-arms.
+        Scans only when no timer is armed; a timer left over for a request that has
+        since been answered fires, finds nothing to expire and re-arms.
         """
-        if self._expiry is not None or not self._queue:
+        if self._expiry is not None:
             return
-        earliest = min(item.deadline for item in self._queue)
+        deadlines = [item.deadline for item in self._queue]
+        deadlines.extend(item.deadline for batch in self._in_flight for item in batch if not item.future.done())
+        if not deadlines:
+            return
+        earliest = min(deadlines)
         self._expiry_at = earliest
         self._expiry = self._loop.call_later(max(0.0, earliest - time.monotonic()), self._expire)
 
@@ -218,6 +227,10 @@ class Batcher:
             else:
                 kept.append(item)
         self._queue = kept
+        for batch in self._in_flight:
+            for item in batch:
+                if item.deadline <= now and not item.future.done():
+                    item.future.set_exception(DeadlineExceeded(f"request for model '{self.model}' ran past its deadline"))
         self._arm_expiry()
 
     def _retry_hint(self) -> float:
@@ -337,6 +350,12 @@ class Batcher:
 
         future = self.workers.submit(run)
         loop = self._loop
+        self._in_flight.append(batch)
+        earliest = min(item.deadline for item in batch)
+        if self._expiry is not None and earliest < self._expiry_at:
+            self._expiry.cancel()  # re-armed below for this earlier deadline
+            self._expiry = None
+        self._arm_expiry()
 
         def done(f: Future[tuple[dict[str, np.ndarray], float, int]]) -> None:
             try:
@@ -349,6 +368,9 @@ class Batcher:
     def _finish(self, batch: list[_Item], future: Future[tuple[dict[str, np.ndarray], float, int]], dispatched: float) -> None:
         self.running -= 1
         self.workers.release()
+        self._in_flight = [running for running in self._in_flight if running is not batch]
+        if self.running == 0 and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
         try:
             self._deliver(batch, future, dispatched)
         finally:
@@ -400,6 +422,15 @@ class Batcher:
                 sliced = {n: v[offset:end] for n, v in outputs.items()}
                 item.future.set_result(Prediction(model, version, sliced, waited, compute_ms, rows, worker_id, device_id, accelerated))
             offset = end
+
+    async def wait_idle(self) -> None:
+        """Return once no batch runs on a worker thread. Every request may have been
+        answered (one whose deadline passed mid-run is) while its batch still uses the
+        model, so the model is unloaded only after this."""
+        if self.running:
+            if self._idle is None or self._idle.done():
+                self._idle = self._loop.create_future()
+            await asyncio.shield(self._idle)
 
     def close(self) -> None:
         """Refuse new work and fail what is queued (the model is going away)."""
