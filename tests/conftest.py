@@ -19,6 +19,18 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = Path(os.environ.get("BERTH_DEMO_DIR", ROOT / "var" / "demo"))
 
 
+#: set by .ci/run: there a missing test tool (chromium, perf_analyzer) is a failure,
+#: not a skip, so a broken install cannot pass CI by skipping the tests that need it
+REQUIRE_TOOLS = os.environ.get("REQUIRE_TEST_TOOLS") == "1"
+
+
+def missing_tool(reason: str) -> None:
+    """Skip the calling test module for want of a tool, or fail it under CI."""
+    if REQUIRE_TOOLS:
+        pytest.fail(f"{reason} (REQUIRE_TEST_TOOLS=1: CI must have it)", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -26,14 +26,12 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from conftest import ROOT, BerthServer, free_port
+from conftest import ROOT, BerthServer, free_port, missing_tool
 from models import write_linear_softmax
 
 PERF_ANALYZER = Path(os.environ.get("PERF_ANALYZER") or ROOT / "var" / "tools" / "perf_analyzer" / "perf_analyzer")
-pytestmark = pytest.mark.skipif(
-    not PERF_ANALYZER.is_file(),
-    reason=f"perf_analyzer is not installed at {PERF_ANALYZER}: run `make perf-analyzer` (it needs Debian's libb64-0d)",
-)
+if not PERF_ANALYZER.is_file():
+    missing_tool(f"perf_analyzer is not installed at {PERF_ANALYZER}: run `make perf-analyzer` (it needs Debian's libb64-0d)")
 
 MODEL = "lin"
 #: a run may not take longer than this (each case needs about 4 s)

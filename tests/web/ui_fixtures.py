@@ -16,19 +16,22 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import BerthServer
+from conftest import BerthServer, missing_tool
 from models import write_linear_softmax, write_python_model
 
-CHROMIUM = os.environ.get("BERTH_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("UI_TEST_CHROMIUM", "/usr/bin/chromium")  # not BERTH_*: those are config keys
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 ADMIN_TOKEN = "ui-admin-secret"
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+try:
+    import playwright.sync_api as playwright_api
+except ImportError:
+    missing_tool("playwright is not installed")
 if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-    pytest.skip(f"no chromium at {CHROMIUM}", allow_module_level=True)
+    missing_tool(f"no chromium at {CHROMIUM} (Debian's chromium package)")
 
 
 def ui_repository(root: Path) -> Path:
