@@ -80,6 +80,42 @@ def parse_header_length(value: bytes | None) -> int | None:
     return int(text)
 
 
+@dataclass(frozen=True, slots=True)
+class _InputSpec:
+    """One input as the request's JSON describes it, checked."""
+
+    name: str
+    datatype: str
+    dtype: np.dtype
+    shape: list[int]
+    count: int
+    size: int | None  # its binary_data_size, or None for JSON ``data``
+    data: Any  # the JSON ``data`` (None for a binary input)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Everything a request's JSON part says, checked, apart from the tensors' bytes."""
+
+    request_id: str | None
+    inputs: tuple[_InputSpec, ...]
+    outputs: list[RequestedOutput] | None
+    binary_output: bool
+    timeout_us: int | None
+
+    @property
+    def binary_only(self) -> bool:
+        return all(spec.size is not None for spec in self.inputs)
+
+
+#: Plans of binary requests by their JSON part. Clients (tritonclient, perf_analyzer)
+#: send the same small header with every request of a kind, and checking it again
+#: costs more than the tensors' own reading. Bounded in count and key size.
+_plans: dict[bytes, _Plan] = {}
+_PLAN_CACHE_SIZE = 256
+_PLAN_HEADER_MAX = 4096
+
+
 def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
     """An :class:`InferRequest` from a body with an optional binary section."""
     if header_length is None:
@@ -91,6 +127,9 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
                 f"Inference-Header-Content-Length is {header_length} but the body has only {len(body)} bytes"
             )
         json_part, binary = body[:header_length], memoryview(body)[header_length:]
+        plan = _plans.get(json_part) if header_length <= _PLAN_HEADER_MAX else None
+        if plan is not None:
+            return _request(plan, binary, _no_json_data)
     if not len(json_part):
         raise InvalidInput("the request has no JSON part; send an inference request object")
     try:
@@ -99,17 +138,7 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
         raise InvalidInput(f"the inference request is not valid JSON ({exc.msg} at position {exc.pos})") from None
     if not isinstance(document, dict):
         raise InvalidInput("the inference request must be a JSON object")
-
-    request_id = document.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise InvalidInput("'id' must be a string")
-    parameters = _parameters(document.get("parameters"), "the request")
-    binary_output = parameters.get("binary_data_output", False)
-    if not isinstance(binary_output, bool):
-        raise InvalidInput("parameter 'binary_data_output' must be true or false")
-    timeout_us = parameters.get("timeout")
-    if timeout_us is not None and (not isinstance(timeout_us, int) or isinstance(timeout_us, bool) or timeout_us <= 0):
-        raise InvalidInput("parameter 'timeout' must be a positive integer (microseconds)")
+    plan = _plan(document, header_length is not None)
 
     proven: list[bool] = []
 
@@ -120,9 +149,35 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
             proven.append(numbers_only(json_part, document))
         return proven[0]
 
-    inputs = _inputs(document.get("inputs"), binary, header_length is not None, plain)
-    outputs = _requested_outputs(document.get("outputs"))
-    return InferRequest(request_id, inputs, outputs, binary_output, timeout_us)
+    request = _request(plan, binary, plain)
+    if header_length is not None and header_length <= _PLAN_HEADER_MAX and plan.binary_only:
+        if len(_plans) >= _PLAN_CACHE_SIZE:
+            _plans.clear()
+        _plans[json_part] = plan  # only after the whole request checked out
+    return request
+
+
+def _no_json_data() -> bool:
+    raise AssertionError("a cached plan has binary inputs only: no JSON data to prove")
+
+
+def _plan(document: dict[str, Any], has_binary_header: bool) -> _Plan:
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInput("'id' must be a string")
+    parameters = _parameters(document.get("parameters"), "the request")
+    binary_output = parameters.get("binary_data_output", False)
+    if not isinstance(binary_output, bool):
+        raise InvalidInput("parameter 'binary_data_output' must be true or false")
+    timeout_us = parameters.get("timeout")
+    if timeout_us is not None and (not isinstance(timeout_us, int) or isinstance(timeout_us, bool) or timeout_us <= 0):
+        raise InvalidInput("parameter 'timeout' must be a positive integer (microseconds)")
+    inputs = _input_specs(document.get("inputs"), has_binary_header)
+    return _Plan(request_id, inputs, _requested_outputs(document.get("outputs")), binary_output, timeout_us)
+
+
+def _request(plan: _Plan, binary: memoryview, plain: Callable[[], bool]) -> InferRequest:
+    return InferRequest(plan.request_id, _arrays(plan.inputs, binary, plain), plan.outputs, plan.binary_output, plan.timeout_us)
 
 
 def _parameters(value: Any, where: str) -> dict[str, Any]:
@@ -133,19 +188,20 @@ def _parameters(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def _inputs(value: Any, binary: memoryview, has_binary_header: bool, plain: Callable[[], bool]) -> dict[str, np.ndarray]:
+def _input_specs(value: Any, has_binary_header: bool) -> tuple[_InputSpec, ...]:
     if not isinstance(value, list) or not value:
         raise InvalidInput("'inputs' must be a non-empty array of input tensors")
-    arrays: dict[str, np.ndarray] = {}
-    offset = 0
+    specs: list[_InputSpec] = []
+    names: set[str] = set()
     for position, item in enumerate(value):
         if not isinstance(item, dict):
             raise InvalidInput(f"inputs[{position}] must be an object with name, datatype, shape and data")
         name = item.get("name")
         if not isinstance(name, str) or not 0 < len(name) <= _MAX_NAME:
             raise InvalidInput(f"inputs[{position}] needs a 'name' string of 1 to {_MAX_NAME} characters")
-        if name in arrays:
+        if name in names:
             raise InvalidInput(f"input '{name}' is given more than once")
+        names.add(name)
         datatype = item.get("datatype")
         if not isinstance(datatype, str):
             raise InvalidInput(f"input '{name}' needs a 'datatype' string ({_DATATYPES})")
@@ -164,17 +220,31 @@ def _inputs(value: Any, binary: memoryview, has_binary_header: bool, plain: Call
                 raise InvalidInput(
                     f"input '{name}' has binary_data_size but the request has no Inference-Header-Content-Length header"
                 )
+            specs.append(_InputSpec(name, datatype, dtype, shape, count, size, None))
+        else:
+            if "data" not in item:
+                raise InvalidInput(f"input '{name}' has neither 'data' nor a binary_data_size parameter")
+            specs.append(_InputSpec(name, datatype, dtype, shape, count, None, item["data"]))
+    return tuple(specs)
+
+
+def _arrays(specs: tuple[_InputSpec, ...], binary: memoryview, plain: Callable[[], bool]) -> dict[str, np.ndarray]:
+    """The inputs' tensors: binary ones from their slices of the binary section, which
+    must hold exactly what the sizes add up to, and JSON ones from their data."""
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for spec in specs:
+        name, size = spec.name, spec.size
+        if size is not None:
             if offset + size > len(binary):
                 raise InvalidInput(
                     f"input '{name}' needs {size} binary bytes at offset {offset}, "
                     f"but the binary section has only {len(binary)} bytes"
                 )
-            arrays[name] = _binary_tensor(name, datatype, shape, count, binary[offset : offset + size])
+            arrays[name] = _binary_tensor(name, spec.datatype, spec.shape, spec.count, binary[offset : offset + size])
             offset += size
         else:
-            if "data" not in item:
-                raise InvalidInput(f"input '{name}' has neither 'data' nor a binary_data_size parameter")
-            arrays[name] = _json_tensor(name, datatype, dtype, shape, count, item["data"], plain())
+            arrays[name] = _json_tensor(name, spec.datatype, spec.dtype, spec.shape, spec.count, spec.data, plain())
     if offset != len(binary):
         raise InvalidInput(
             f"the binary section holds {len(binary)} bytes but the inputs' binary_data_size values add up to {offset}"
