@@ -161,7 +161,7 @@ def test_corrupt_file_raises_on_load(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "broken.onnx"
     path.write_bytes(content)
     runtime = OnnxRuntime(path, CPU)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match=r"Load model from .* failed"):  # onnxruntime's own error classes
         runtime.load()
     assert runtime._session is None
 
@@ -169,12 +169,12 @@ def test_corrupt_file_raises_on_load(tmp_path: Path, content: bytes) -> None:
 def test_truncated_model_raises_on_load(tmp_path: Path, mixed: tuple[Path, np.ndarray]) -> None:
     path = tmp_path / "truncated.onnx"
     path.write_bytes(mixed[0].read_bytes()[:40])
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match=r"INVALID_PROTOBUF .* Load model from .* failed"):
         OnnxRuntime(path, CPU).load()
 
 
 def test_missing_file_raises_on_load(tmp_path: Path) -> None:
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match=r"NO_SUCHFILE .* Load model from .*absent\.onnx failed"):
         OnnxRuntime(tmp_path / "absent.onnx", CPU).load()
 
 
@@ -221,7 +221,7 @@ def test_unload_drops_the_session(mixed: tuple[Path, np.ndarray]) -> None:
     runtime.unload()
     assert runtime._session is None
     assert runtime.info().details["providers"] == []
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="is not loaded"):
         runtime.run({"x": np.zeros((1, 3), np.float32), "ids": np.zeros((1, 2), np.int64)})
     runtime.unload()  # a second unload is harmless
     runtime.load()  # and the runtime can load again

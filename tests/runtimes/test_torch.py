@@ -308,7 +308,7 @@ def test_torchscript_info_unload_and_threads(ts: dict[str, Path]) -> None:
 def test_corrupt_torchscript_raises_on_load(tmp_path: Path) -> None:
     path = tmp_path / "broken.pt"
     path.write_bytes(b"not a zip archive")
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="zip archive"):
         TorchScriptRuntime(path, CPU).load()
 
 

@@ -112,8 +112,10 @@ class OnnxRuntime(Runtime):
     def run(self, inputs: Batch) -> dict[str, np.ndarray]:
         if self._direct_run is not None:
             results = self._direct_run(self._output_names, dict(inputs), None)
-        else:
+        elif self._session is not None:
             results = self._session.run(self._output_names, dict(inputs))
+        else:
+            raise RuntimeError(f"{self.path.name} is not loaded")
         return dict(zip(self._output_names, results))
 
     def unload(self) -> None:
