@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
@@ -29,6 +29,23 @@ def missing_tool(reason: str) -> None:
     if REQUIRE_TOOLS:
         pytest.fail(f"{reason} (REQUIRE_TEST_TOOLS=1: CI must have it)", pytrace=False)
     pytest.skip(reason, allow_module_level=True)
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], url: str, logs: Callable[[], str], timeout: float = 60.0) -> None:
+    """Wait for a berth server's ``/health`` to say ready; fail at once, with its log,
+    if the process exits first, and with its log after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}:\n{logs()}")
+        try:
+            response = httpx.get(f"{url}/health", timeout=1.0)
+            if response.status_code == 200 and response.json().get("ready"):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"server not ready in {timeout}s:\n{logs()}")
 
 
 def free_port() -> int:
@@ -75,19 +92,8 @@ class BerthServer:
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.logs()}")
-            try:
-                response = httpx.get(f"{self.url}/health", timeout=1.0)
-                if response.status_code == 200 and response.json().get("ready"):
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"server not ready in {timeout}s:\n{self.logs()}")
+        assert self.process is not None
+        wait_until_ready(self.process, self.url, self.logs, timeout)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -6,14 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from conftest import free_port
+from conftest import free_port, wait_until_ready
 from models import softmax, write_linear_softmax
 
 
@@ -23,21 +22,6 @@ def _env() -> dict[str, str]:
     # keep any future gRPC listener off shared ports
     env["BERTH_SERVER__GRPC_PORT"] = str(free_port())
     return env
-
-
-def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}:\n{log.read_text(errors='replace')}")
-        try:
-            response = httpx.get(f"{url}/health", timeout=1.0)
-            if response.status_code == 200 and response.json().get("ready"):
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"server not ready in {timeout}s:\n{log.read_text(errors='replace')}")
 
 
 def test_seed_000_command_line(tmp_path: Path) -> None:
@@ -56,7 +40,7 @@ def test_seed_000_command_line(tmp_path: Path) -> None:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(process, url, log)
+        wait_until_ready(process, url, lambda: log.read_text(errors="replace"))
         with httpx.Client(base_url=url, timeout=30) as client:
             config = client.get("/config").json()
             assert config["model"] == "mnist_model"

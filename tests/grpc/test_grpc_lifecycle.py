@@ -5,7 +5,6 @@ from __future__ import annotations
 import queue
 import signal
 import threading
-import time
 from pathlib import Path
 
 import grpc
@@ -15,7 +14,8 @@ import yaml
 
 from conftest import BerthServer, free_port
 from grpc_fixtures import berth_stub, start_grpc_server
-from models import write_python_model
+from models import read_events, write_python_model
+from waiting import wait_until
 
 from berth.grpc.generated import grpc_service_pb2 as pb
 from berth.grpc.generated import grpc_service_pb2_grpc as pb_grpc
@@ -52,7 +52,8 @@ def test_taken_grpc_port_fails_startup(tmp_path: Path) -> None:
 
 def test_sigterm_drains_grpc_calls_then_exits_cleanly(tmp_path: Path) -> None:
     models = tmp_path / "models"
-    write_python_model(models / "slow", predict_sleep=1.0, config="preload: true\n")
+    events = tmp_path / "events.log"
+    write_python_model(models / "slow", events=events, predict_sleep=1.0, config="preload: true\n")
     running = start_grpc_server(tmp_path / "server", models=models)
     outcome: dict[str, object] = {}
 
@@ -66,7 +67,8 @@ def test_sigterm_drains_grpc_calls_then_exits_cleanly(tmp_path: Path) -> None:
 
     caller = threading.Thread(target=call)
     caller.start()
-    time.sleep(0.4)  # the call is inside predict now
+    # the call is inside predict now (the Registry's two warm-up runs come first)
+    wait_until(lambda: sum(e[1] == "predict_start" for e in read_events(events)) >= 3, what="the call to reach predict")
     assert running.berth.process is not None
     running.berth.process.send_signal(signal.SIGTERM)
     caller.join(30)
