@@ -43,6 +43,16 @@ class QueueFull(Overloaded):
 TOKENS_PER_SECOND = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
 
 
+def tell_failed(sequences: list[Sequence], reason: str, model: str) -> None:
+    """End each of ``sequences`` with an error; a callback that raises is logged, and
+    the others are still told (a request must never be left waiting)."""
+    for seq in sequences:
+        try:
+            seq.fail(reason)
+        except Exception:  # noqa: BLE001 - one broken callback must not keep the others waiting
+            log.exception("could not tell a sequence of model '%s' that it failed", model)
+
+
 class SequenceHistograms:
     """Time to first token, decode speed and queue time of finished sequences (for
     /metrics); written by one thread, the one that sees sequences finish."""
@@ -183,14 +193,7 @@ class BatchScheduler(SequenceHistograms):
             self._waiting.clear()
             self._running = []
             self._admitting = 0
-        self._tell_failed(left, reason)
-
-    def _tell_failed(self, sequences: list[Sequence], reason: str) -> None:
-        for seq in sequences:
-            try:
-                seq.fail(reason)
-            except Exception:  # noqa: BLE001 - one broken callback must not keep the others waiting
-                log.exception("could not tell a sequence of model '%s' that it failed", self.name)
+        tell_failed(left, reason, self.name)
 
     def _steps(self) -> None:
         torch.set_grad_enabled(False)
@@ -219,7 +222,7 @@ class BatchScheduler(SequenceHistograms):
                     self._admitting = 0
                 self._batch = BatchCache()
                 self.counters["failed"] += len(failed)
-                self._tell_failed(failed, "generation failed")
+                tell_failed(failed, "generation failed", self.name)
 
     def _admit(self) -> list[Sequence]:
         """Take waiting sequences into free slots within the prefill budget (lock held)."""

@@ -33,7 +33,7 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..generation.scheduler import QueueFull, SequenceHistograms
+from ..generation.scheduler import QueueFull, SequenceHistograms, tell_failed
 from ..generation.sequence import Sequence
 from ..runtimes.base import Placement
 from ..runtimes.lm import LanguageModel
@@ -90,8 +90,7 @@ class RemoteScheduler(SequenceHistograms):
         self._control.put(None)
         for thread in self._threads:
             thread.join(timeout=5)
-        for seq in left:
-            seq.fail(reason)
+        tell_failed(left, reason, self.name)
 
     # ── the event loop's side ─────────────────────────────────────────────
     def submit(self, sequences: list[Sequence]) -> None:
@@ -155,13 +154,14 @@ class RemoteScheduler(SequenceHistograms):
                 else:
                     log.warning("model '%s': abort not delivered to the worker: %s", self.name, exc)
 
-    def _fail_keys(self, keys: list[int], reason: str) -> None:
+    def _fail_keys(self, keys: list[int] | None, reason: str) -> None:
+        """Fail the sequences of ``keys`` (None: every one still unfinished)."""
         with self._lock:
-            failed = [self._sequences.pop(k) for k in keys if k in self._sequences]
-            self._started.difference_update(keys)
+            chosen = list(self._sequences) if keys is None else keys
+            failed = [self._sequences.pop(k) for k in chosen if k in self._sequences]
+            self._started.difference_update(chosen)
             self.counters["failed"] += len(failed)
-        for seq in failed:
-            seq.fail(reason)
+        tell_failed(failed, reason, self.name)
 
     # ── the events thread: what the worker's sequences produced ──────────
     def _event_loop(self, socket: Any) -> None:
@@ -171,7 +171,7 @@ class RemoteScheduler(SequenceHistograms):
             try:
                 if not socket.poll(_POLL_MS, zmq.POLLIN):
                     if not self.runtime.healthy():
-                        self._fail_all(self.runtime.exit_reason or "worker process exited")
+                        self._fail_keys(None, self.runtime.exit_reason or "worker process exited")
                     continue
                 frame = socket.recv(copy=True)
                 self._apply(unpack_header(frame))
@@ -179,15 +179,6 @@ class RemoteScheduler(SequenceHistograms):
                 log.error("model '%s': bad event from the worker: %s", self.name, exc)
             except zmq.ZMQError:
                 return  # the socket was closed: the runtime is unloading
-
-    def _fail_all(self, reason: str) -> None:
-        with self._lock:
-            failed = list(self._sequences.values())
-            self._sequences.clear()
-            self._started.clear()
-            self.counters["failed"] += len(failed)
-        for seq in failed:
-            seq.fail(reason)
 
     def _apply(self, event: dict[str, Any]) -> None:
         key = event.get("seq")
