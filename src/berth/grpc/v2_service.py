@@ -19,7 +19,7 @@ client pushes back to back can share a dynamic batch.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator
 
 from google.protobuf import json_format
 from grpc import aio
@@ -28,8 +28,6 @@ from .. import __version__
 from ..engine import Engine, Prediction
 from ..errors import InvalidInput, ModelNotFound
 from ..http.v2 import metadata
-from ..registry import ModelEntry
-from ..runtimes.base import Signature
 from . import codec
 from .common import call_timeout, ready_entry
 from .errors import Unimplemented, abort, error_text, guard
@@ -40,9 +38,6 @@ from .generated import grpc_service_pb2_grpc as pb_grpc
 STREAM_WINDOW = 64
 #: what ServerMetadata advertises: only what berth implements
 EXTENSIONS = ("model_repository", "statistics", "model_configuration")
-
-#: a document about one model, from its registry entry and signature
-Document = Callable[[ModelEntry, Signature], dict[str, Any]]
 
 
 class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -69,7 +64,8 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @guard
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: aio.ServicerContext) -> pb.ModelMetadataResponse:
-        document = await self._model_document(request.name, request.version, metadata.model_metadata)
+        model = self.engine.resolve_model(request.name or None)
+        document = await metadata.model_document(self.engine, model, request.version or None, metadata.model_metadata)
         return json_format.ParseDict(document, pb.ModelMetadataResponse())
 
     # ── inference ─────────────────────────────────────────────────────────
@@ -131,7 +127,8 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
     # ── configuration and statistics ──────────────────────────────────────
     @guard
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: aio.ServicerContext) -> pb.ModelConfigResponse:
-        document = await self._model_document(request.name, request.version, metadata.model_config)
+        model = self.engine.resolve_model(request.name or None)
+        document = await metadata.model_document(self.engine, model, request.version or None, metadata.model_config)
         return json_format.ParseDict({"config": document}, pb.ModelConfigResponse())
 
     @guard
@@ -143,9 +140,7 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
     # ── model repository ──────────────────────────────────────────────────
     @guard
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: aio.ServicerContext) -> pb.RepositoryIndexResponse:
-        models = [metadata.index_entry(row) for row in self.engine.list_models()]
-        if request.ready:
-            models = [model for model in models if model["state"] == "READY"]
+        models = metadata.repository_index(self.engine.known_entries(), request.ready)
         return json_format.ParseDict({"models": models}, pb.RepositoryIndexResponse())
 
     @guard
@@ -208,15 +203,6 @@ class V2Servicer(pb_grpc.GRPCInferenceServiceServicer):
     async def LogSettings(self, request: Any, context: aio.ServicerContext) -> Any:
         raise Unimplemented("berth's log settings are set at start (--log-level), not over gRPC")
 
-    # ── helpers ───────────────────────────────────────────────────────────
-    async def _model_document(self, name: str, version: str, document: Document) -> dict[str, Any]:
-        """``document`` for a model, loading the model if needed (Triton has every model
-        it describes loaded). The lease is not a use: lookups leave eviction order alone."""
-        model = self.engine.resolve_model(name or None)
-        with await self.engine.lease(model, version or None, count_use=False) as lease:
-            entry = lease.entry
-            assert entry.runtime is not None
-            return document(entry, entry.runtime.signature)
 
 def decode_inputs(request: pb.ModelInferRequest) -> dict[str, Any]:
     """The request's inputs as arrays, from raw contents or typed contents."""

@@ -10,11 +10,14 @@ They are the one source of these documents: the gRPC servicer
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ...registry import ModelEntry, ModelState
 from ...runtimes.base import Signature, TensorSpec
 from ...tensors import datatype_of
+
+if TYPE_CHECKING:
+    from ...engine import Engine
 
 #: what ``GET /v2`` lists: the Triton extensions this front end implements
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "model_configuration"]
@@ -125,11 +128,28 @@ def model_config(entry: ModelEntry, signature: Signature) -> dict[str, Any]:
     return config
 
 
-def index_entry(row: dict[str, Any]) -> dict[str, Any]:
-    """One repository-index item from an :meth:`Engine.list_models` row."""
-    state = ModelState(row["state"])
-    reason = row["reason"] or ("unloaded" if state is ModelState.UNLOADED else "")
-    return {"name": row["name"], "version": row["version"], "state": INDEX_STATES[state], "reason": reason}
+def repository_index(entries: list[ModelEntry], ready_only: bool) -> list[dict[str, Any]]:
+    """The repository index of ``entries`` (:meth:`Engine.known_entries`), only the
+    READY ones when ``ready_only``."""
+    items = []
+    for entry in entries:
+        if ready_only and entry.state is not ModelState.READY:
+            continue
+        reason = entry.reason or ("unloaded" if entry.state is ModelState.UNLOADED else "")
+        items.append({"name": entry.name, "version": entry.version, "state": INDEX_STATES[entry.state], "reason": reason})
+    return items
+
+
+async def model_document(
+    engine: Engine, model: str, version: str | None, build: Callable[[ModelEntry, Signature], dict[str, Any]]
+) -> dict[str, Any]:
+    """``build`` (:func:`model_metadata`, :func:`model_config`) for a model, loading it
+    if needed, as Triton has every model it describes loaded. The lease is not a use:
+    lookups leave eviction order alone."""
+    with await engine.lease(model, version, count_use=False) as lease:
+        entry = lease.entry
+        assert entry.runtime is not None
+        return build(entry, entry.runtime.signature)
 
 
 def _duration(count: int, total_ms: float) -> dict[str, int]:

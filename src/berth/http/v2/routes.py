@@ -144,17 +144,11 @@ class V2Api:
     # ── model metadata, readiness, configuration ───────────────────────────
     async def model_metadata(self, request: Request) -> Response:
         model, version = _path_target(request)
-        with await self.engine.lease(model, version, count_use=False) as lease:
-            entry = lease.entry
-            assert entry.runtime is not None
-            return json_response(request, metadata.model_metadata(entry, entry.runtime.signature))
+        return json_response(request, await metadata.model_document(self.engine, model, version, metadata.model_metadata))
 
     async def model_config(self, request: Request) -> Response:
         model, version = _path_target(request)
-        with await self.engine.lease(model, version, count_use=False) as lease:
-            entry = lease.entry
-            assert entry.runtime is not None
-            return json_response(request, metadata.model_config(entry, entry.runtime.signature))
+        return json_response(request, await metadata.model_document(self.engine, model, version, metadata.model_config))
 
     async def model_ready(self, request: Request) -> Response:
         """Ready = loaded now; this does not load the model (an inference would)."""
@@ -173,10 +167,7 @@ class V2Api:
         only_ready = body.get("ready", False)
         if not isinstance(only_ready, bool):
             raise InvalidInput("'ready' must be true or false")
-        rows = [metadata.index_entry(row) for row in self.engine.list_models()]
-        if only_ready:
-            rows = [row for row in rows if row["state"] == "READY"]
-        return json_response(request, rows)
+        return json_response(request, metadata.repository_index(self.engine.known_entries(), only_ready))
 
     async def load(self, request: Request) -> Response:
         """Load the model's default version (a no-op when it is already loaded)."""
