@@ -193,7 +193,6 @@ def array_to_raw(datatype: str, array: np.ndarray) -> bytes:
     return little_endian(array).tobytes()
 
 
-
 # ── what a request's V2 input declares (server side: answered with berth's errors) ──
 _DECLARABLE = ", ".join(V2_TO_NUMPY)
 
@@ -206,6 +205,14 @@ def declared_dtype(name: str, datatype: str) -> np.dtype:
             raise InvalidInput(f"input '{name}': BF16 is not supported (numpy has no such dtype); send FP16 or FP32")
         raise InvalidInput(f"input '{name}' has unknown datatype '{datatype[:32]}' (one of {_DECLARABLE})")
     return dtype
+
+
+def declared_array(name: str, raw: bytes | memoryview, datatype: str, shape: Sequence[int], count: int) -> np.ndarray:
+    """:func:`array_from_raw` for input ``name``, refusing with InvalidInput (400)."""
+    try:
+        return array_from_raw(raw, datatype, shape, count, label=f"input '{name}'")
+    except TensorDataError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def declared_element_count(name: str, shape: Sequence[Any]) -> int:

@@ -21,10 +21,9 @@ import numpy as np
 
 from ..errors import InternalError, InvalidInput
 from ..tensors import (
-    TensorDataError,
-    array_from_raw,
     array_to_raw,
     datatype_of,
+    declared_array,
     declared_dtype,
     declared_element_count,
 )
@@ -49,11 +48,7 @@ CONTENTS_FIELD: dict[str, str] = {
 def from_raw(name: str, datatype: str, shape: Sequence[int], raw: bytes) -> np.ndarray:
     """An array over ``raw`` (no copy for numeric types; the array is read-only)."""
     declared_dtype(name, datatype)
-    count = declared_element_count(name, shape)
-    try:
-        return array_from_raw(raw, datatype, tuple(shape), count, label=f"input '{name}'")
-    except TensorDataError as exc:
-        raise InvalidInput(str(exc)) from None
+    return declared_array(name, raw, datatype, tuple(shape), declared_element_count(name, shape))
 
 
 def from_contents(name: str, datatype: str, shape: Sequence[int], contents: object) -> np.ndarray:

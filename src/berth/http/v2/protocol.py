@@ -28,9 +28,9 @@ from ...errors import InternalError, InvalidInput
 from ...tensors import (
     V2_TO_NUMPY,
     TensorDataError,
-    array_from_raw,
     bools_from_raw,
     datatype_of,
+    declared_array,
     declared_dtype,
     declared_element_count,
     encode_bytes_elements,
@@ -241,7 +241,7 @@ def _arrays(specs: tuple[_InputSpec, ...], binary: memoryview, plain: Callable[[
                     f"input '{name}' needs {size} binary bytes at offset {offset}, "
                     f"but the binary section has only {len(binary)} bytes"
                 )
-            arrays[name] = _binary_tensor(name, spec.datatype, spec.shape, spec.count, binary[offset : offset + size])
+            arrays[name] = declared_array(name, binary[offset : offset + size], spec.datatype, spec.shape, spec.count)
             offset += size
         else:
             arrays[name] = _json_tensor(name, spec.datatype, spec.dtype, spec.shape, spec.count, spec.data, plain())
@@ -250,14 +250,6 @@ def _arrays(specs: tuple[_InputSpec, ...], binary: memoryview, plain: Callable[[
             f"the binary section holds {len(binary)} bytes but the inputs' binary_data_size values add up to {offset}"
         )
     return arrays
-
-
-def _binary_tensor(name: str, datatype: str, shape: list[int], count: int, chunk: memoryview) -> np.ndarray:
-    """An input's tensor from its slice of the binary section (a view: no copy)."""
-    try:
-        return array_from_raw(chunk, datatype, shape, count, label=f"input '{name}'")
-    except TensorDataError as exc:
-        raise InvalidInput(str(exc)) from None
 
 
 def _json_tensor(name: str, datatype: str, dtype: np.dtype, shape: list[int], count: int, data: Any, plain: bool) -> np.ndarray:
