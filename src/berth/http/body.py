@@ -69,3 +69,11 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInput("the body must be a JSON object")
     return value
+
+
+def model_name(body: dict[str, Any]) -> str | None:
+    """The ``model`` a JSON body names, if any."""
+    value = body.get("model")
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput("'model' must be a string")
+    return value

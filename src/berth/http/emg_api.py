@@ -33,9 +33,9 @@ from ..engine import Engine, Prediction
 from ..errors import InvalidInput, ModelNotFound
 from ..streaming import make_hub
 from ..streaming.preprocess import softmax_rows
-from .body import read_json_object
+from .body import model_name, read_json_object
 from .disconnect import ClientDisconnected, cancel_on_disconnect
-from .emg_common import BACKEND_KEYS, Backends, CpuGauge, WindowBank, model_name, number
+from .emg_common import BACKEND_KEYS, Backends, CpuGauge, WindowBank, number
 from .emg_stream import StreamApi
 from .emg_ws import WindowSocket
 from .errors import REQUEST_ID_HEADER, json_response, request_id, scope_request_id

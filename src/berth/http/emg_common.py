@@ -139,13 +139,6 @@ def flag(body: dict[str, Any], key: str, default: bool) -> bool:
     return value
 
 
-def model_name(body: dict[str, Any]) -> str | None:
-    value = body.get("model")
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput("'model' must be a string")
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class WindowModel:
     """A model that classifies one EMG window per row: its input's name and labels."""

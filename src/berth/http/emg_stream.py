@@ -31,9 +31,9 @@ from ..errors import BerthError, ModelNotReady, Overloaded
 from ..streaming import FrameClock, SignalHub, SourceError
 from ..streaming.preprocess import zscore
 from . import sse
-from .body import parse_json_object, read_raw_body
+from .body import model_name, parse_json_object, read_raw_body
 from .disconnect import wait_for_disconnect
-from .emg_common import Backends, CpuGauge, WindowModel, classify_window, flag, model_name, number, window_model
+from .emg_common import Backends, CpuGauge, WindowModel, classify_window, flag, number, window_model
 from .errors import scope_request_id
 
 log = logging.getLogger("berth.http.stream")

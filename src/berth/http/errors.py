@@ -91,10 +91,7 @@ def error_headers(exc: BerthError) -> dict[str, str]:
 
 
 def error_response(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    rid = request_id(request)
-    body = error_body(message, rid)
-    all_headers = {REQUEST_ID_HEADER: rid, **(headers or {})}
-    return Response(body, status_code=status, media_type="application/json", headers=all_headers)
+    return json_response(request, {"error": message, "request_id": request_id(request)}, status, headers)
 
 
 async def berth_error_handler(request: Request, exc: Exception) -> Response:

@@ -33,13 +33,12 @@ import math
 import re
 from typing import Awaitable
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import BerthConfig
 from ..credentials import matching_key
 from ..quotas import KeyQuotas
-from .errors import REQUEST_ID_HEADER, assign_request_id, scope_request_id
+from .errors import REQUEST_ID_HEADER, assign_request_id, error_body, scope_request_id
 
 PUBLIC, DATA, ADMIN = "public", "data", "admin"
 
@@ -169,7 +168,7 @@ class SecurityGate:
             await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
             return
         rid = scope_request_id(scope)
-        body = orjson.dumps({"error": message, "request_id": rid})
+        body = error_body(message, rid)
         response_headers = [(b"content-type", b"application/json"), (REQUEST_ID_HEADER.encode(), rid.encode()), *headers]
         if origin is not None and self._cors_allowed(origin):  # the page may read why it was refused
             response_headers += [(b"access-control-allow-origin", origin), *_CORS_EXPOSE]

@@ -29,9 +29,8 @@ from ..engine import Engine, Prediction
 from ..errors import InvalidInput, PayloadTooLarge
 from ..sessions import SessionStore, session_model_name
 from ..streaming.preprocess import row_distributions
-from .body import parse_json_object, read_body, read_raw_body
+from .body import model_name, parse_json_object, read_body, read_raw_body
 from .disconnect import ClientDisconnected, cancel_on_disconnect
-from .emg_common import model_name
 from .errors import json_response, scope_request_id
 from .fastlane import AsgiEndpoint, RawHandler, send_json
 from .json_numbers import numbers_only
@@ -136,13 +135,9 @@ def _row_summary(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int
     if not row.size:
         return row, None, -1, None
     if row.size > _SMALL_ROW:
-        if float(row.min()) >= 0.0 and abs(float(row.sum()) - 1.0) <= 1e-3:
-            probs, logits = row, None
-        else:
-            shifted = np.exp(row - row.max())
-            probs, logits = shifted / shifted.sum(), row
-        top = int(probs.argmax())
-        return probs, logits, top, float(probs[top])
+        rows, logit_rows = row_distributions(row[np.newaxis])
+        top = int(rows[0].argmax())
+        return rows[0], None if logit_rows is None else logit_rows[0], top, float(rows[0][top])
     numbers = row.tolist()
     if min(numbers) >= 0.0 and abs(sum(numbers) - 1.0) <= 1e-3:
         top = numbers.index(max(numbers))
