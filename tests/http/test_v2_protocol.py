@@ -78,9 +78,23 @@ def write_class_model(folder: Path, source: str, config: str = "warmup: false\n"
     (folder / "config.yaml").write_text(config)
 
 
+# A single BOOL input, for raw binary requests of that datatype.
+FLAGS_MODEL = '''
+class Model:
+    inputs = [("b", "bool", [-1, 3])]
+    outputs = [("n", "bool", [-1, 3])]
+
+    def load(self, model_dir, device):
+        pass
+
+    def predict(self, inputs):
+        return {"n": ~inputs["b"]}
+'''
+
+
 def build_repository(repo: Path) -> dict[str, np.ndarray]:
     """lin (ONNX, x[N,4] → probs[N,3]); ver (ONNX, versions 1 and 2 with different
-    weights); kinds and fixed (Python classes). Returns the ONNX weights by key."""
+    weights); kinds, fixed and flags (Python classes). Returns the ONNX weights by key."""
     weights = {
         "lin": write_linear_softmax(repo / "lin" / "1" / "model.onnx", seed=3),
         "ver1": write_linear_softmax(repo / "ver" / "1" / "model.onnx", seed=11),
@@ -89,6 +103,7 @@ def build_repository(repo: Path) -> dict[str, np.ndarray]:
     (repo / "lin" / "config.yaml").write_text("max_queue_delay_ms: 0.5\nmax_batch_size: 16\n")
     write_class_model(repo / "kinds", KINDS_MODEL)
     write_class_model(repo / "fixed", FIXED_MODEL)
+    write_class_model(repo / "flags", FLAGS_MODEL)
     return weights
 
 
@@ -301,6 +316,17 @@ def test_raw_binary_request_for_a_single_input_model(site: Site) -> None:
     np.testing.assert_allclose(np.frombuffer(blobs["probs"], "<f4"), softmax(x @ site.weights["lin"])[0], rtol=1e-5)
     wrong = site.client.post("/v2/models/lin/infer", content=b"\0" * 12, headers={"Inference-Header-Content-Length": "0"})
     assert wrong.status_code == 400 and "16 bytes" in wrong.json()["error"]
+
+
+def test_raw_binary_request_for_a_bool_input(site: Site) -> None:
+    headers = {"Inference-Header-Content-Length": "0"}
+    response = site.client.post("/v2/models/flags/infer", content=b"\x01\x00\x01", headers=headers)
+    assert response.status_code == 200, response.text
+    document, blobs = split_binary_response(response)
+    assert document["outputs"][0]["datatype"] == "BOOL" and document["outputs"][0]["shape"] == [1, 3]
+    assert blobs["n"] == b"\x00\x01\x00"
+    refused = site.client.post("/v2/models/flags/infer", content=b"\x01\x07\x00", headers=headers)
+    assert refused.status_code == 400 and "BOOL elements must be bytes 0 or 1" in refused.json()["error"]
 
 
 def test_model_ready_and_not_ready(site: Site) -> None:

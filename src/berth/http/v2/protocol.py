@@ -27,8 +27,6 @@ from ...engine import Prediction
 from ...errors import InternalError, InvalidInput
 from ...tensors import (
     V2_TO_NUMPY,
-    TensorDataError,
-    bools_from_raw,
     datatype_of,
     declared_array,
     declared_dtype,
@@ -374,12 +372,10 @@ def raw_input(body: bytes, name: str, dtype: np.dtype, item_shape: tuple[int, ..
         raise InvalidInput(
             f"a raw binary request for input '{name}' needs {count * dtype.itemsize} bytes ({count} x {dtype.name}); got {len(body)}"
         )
-    if dtype.kind == "b":
-        try:
-            return bools_from_raw(body, count, label=f"input '{name}'").reshape((1, *item_shape))
-        except TensorDataError as exc:
-            raise InvalidInput(str(exc)) from None
-    return np.frombuffer(body, dtype=dtype.newbyteorder("<")).reshape((1, *item_shape))
+    datatype = datatype_of(dtype)
+    if datatype is None:
+        raise InvalidInput(f"input '{name}' has dtype {dtype.name}, which has no V2 datatype to send raw")
+    return declared_array(name, body, datatype, (1, *item_shape), count)
 
 
 # ── the response ─────────────────────────────────────────────────────────────
