@@ -7,14 +7,15 @@ about loading, capacity or batching; all of that is behind this class.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from typing import Any, Callable, Coroutine, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 import numpy as np
 
 from .config import BerthConfig
-from .errors import InternalError, InvalidInput, ModelNotFound, PayloadTooLarge
+from .errors import InvalidInput, ModelNotFound, PayloadTooLarge
 from .quotas import KeyQuotas
 from .registry import ModelEntry, ModelState, Registry, discover_devices
 from .registry.entry import Lease
@@ -33,7 +34,7 @@ class Engine:
         self.devices = discover_devices(config)
         self.registry = Registry(config, self.devices)
         self.started_at = time.time()
-        self.inflight = 0
+        self._holding = 0  # requests waiting for their model to be READY
         self.ready = False
         self.default_timeout_s = config.server.request_timeout_s
         self.max_request_rows = config.server.max_request_rows
@@ -75,12 +76,17 @@ class Engine:
         *,
         version: str | None = None,
         timeout_s: float | None = None,
-    ) -> Coroutine[Any, Any, Prediction]:
+    ) -> Awaitable[Prediction]:
         """Run ``inputs`` (batch-leading arrays, named as the model's inputs); await it.
 
-        A plain function returning the request's coroutine: one coroutine per request
-        rather than two, on the path every front end takes."""
-        return self._run(model, version, timeout_s, None, inputs)
+        A plain function. For a READY model (the hot path) it returns the batcher's
+        future itself, so a request costs no coroutine of the Engine's; otherwise a
+        coroutine that loads the model first. Bad input raises here, before any await.
+        """
+        entry = self.registry.hold_ready(model, version)
+        if entry is None:
+            return self._hold_then_submit(model, version, timeout_s, None, inputs)
+        return self._submit(entry, inputs, self._deadline(timeout_s))
 
     def infer_values(
         self,
@@ -90,7 +96,7 @@ class Engine:
         batched: bool,
         version: str | None = None,
         timeout_s: float | None = None,
-    ) -> Coroutine[Any, Any, Prediction]:
+    ) -> Awaitable[Prediction]:
         """Seed-000 style: plain numbers for a single-input model, reshaped to fit; await it.
 
         ``values`` holds one item (flat, or already item-shaped such as a 28×28
@@ -106,9 +112,15 @@ class Engine:
             # plain JSON numbers carry no dtype: they take the input's
             return {spec.name: shaped if shaped.dtype == spec.dtype else shaped.astype(spec.dtype)}
 
-        return self._run(model, version, timeout_s, feeds, None)
+        entry = self.registry.hold_ready(model, version)
+        if entry is None:
+            return self._hold_then_submit(model, version, timeout_s, feeds, None)
+        return self._submit(entry, self._built_feeds(entry, feeds), self._deadline(timeout_s))
 
-    async def _run(
+    def _deadline(self, timeout_s: float | None) -> float:
+        return time.monotonic() + (timeout_s if timeout_s is not None else self.default_timeout_s)
+
+    async def _hold_then_submit(
         self,
         model: str,
         version: str | None,
@@ -116,31 +128,48 @@ class Engine:
         build_feeds: Callable[[Signature], Mapping[str, np.ndarray]] | None,
         inputs: Mapping[str, np.ndarray] | None,
     ) -> Prediction:
-        """One request: hold the model (loading it if needed), validate, queue, await."""
-        started = time.perf_counter()
-        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.default_timeout_s)
-        registry = self.registry
-        self.inflight += 1
+        """A request for a model that is not READY: hold it (loading it if needed, within
+        the request's deadline), then submit as the hot path does."""
+        started = time.monotonic()
+        deadline = self._deadline(timeout_s)
+        self._holding += 1
         try:
-            # the common case needs no await: a READY model held synchronously
-            entry = registry.hold_ready(model, version) or await registry.hold(model, version, deadline)
-            try:
-                runtime, batcher = entry.runtime, entry.batcher
-                assert runtime is not None and batcher is not None
-                if build_feeds is not None:
-                    inputs = build_feeds(runtime.signature)
-                assert inputs is not None
-                feeds, rows = self._validate(entry, inputs)
-                prediction = await batcher.submit(feeds, rows, deadline)
-            except InternalError:
-                entry.stats.failures += 1
-                raise
-            finally:
-                registry.release(entry)
+            entry = await self.registry.hold(model, version, deadline)
         finally:
-            self.inflight -= 1
-        prediction.total_ms = (time.perf_counter() - started) * 1000.0
+            self._holding -= 1
+        if build_feeds is not None:
+            inputs = self._built_feeds(entry, build_feeds)
+        assert inputs is not None
+        prediction = await self._submit(entry, inputs, deadline)
+        prediction.total_ms = (time.monotonic() - started) * 1000.0  # the load wait included
         return prediction
+
+    def _built_feeds(self, entry: ModelEntry, build: Callable[[Signature], Mapping[str, np.ndarray]]) -> Mapping[str, np.ndarray]:
+        assert entry.runtime is not None
+        try:
+            return build(entry.runtime.signature)
+        except BaseException:
+            self.registry.release(entry)
+            raise
+
+    def _submit(self, entry: ModelEntry, inputs: Mapping[str, np.ndarray], deadline: float) -> "asyncio.Future[Prediction]":
+        """Validate and queue a request on a held entry. From here the batcher owns the
+        hold: it gives it back once it is done with the request (answered, dropped or
+        failed), so a model stays resident while any of its requests is queued or running."""
+        batcher = entry.batcher
+        assert batcher is not None
+        try:
+            feeds, rows = self._validate(entry, inputs)
+            return batcher.submit(feeds, rows, deadline)
+        except BaseException:
+            self.registry.release(entry)
+            raise
+
+    @property
+    def inflight(self) -> int:
+        """Requests being served: holding a model (queued, running, or reading its
+        metadata) or waiting for one to load."""
+        return self._holding + self.registry.holds
 
     def _validate(self, entry: ModelEntry, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
         """Check names, dtypes and shapes against the signature; cast safe dtypes."""

@@ -100,7 +100,8 @@ async def _moody_scenario(repository: Path) -> None:
         for _ in range(4):
             await engine.infer("moody", {"x": np.full((1, 4), 2.0, dtype=np.float32)})
             assert await _runs_inline_again(engine, batcher)
-        # slow in CPU time, three times: the model goes to the worker threads for good
+        # slow in CPU time, three times (the CPU clock is read since the first slow run
+        # above): the model goes to the worker threads for good
         for _ in range(3):
             assert await _runs_inline_again(engine, batcher)
             prediction = await engine.infer("moody", {"x": np.full((1, 4), 1.0, dtype=np.float32)})

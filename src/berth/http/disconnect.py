@@ -100,6 +100,8 @@ async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     """Await ``work``; if the client disconnects first, cancel it and raise
     :class:`ClientDisconnected`. ``receive`` is the request's ASGI receive callable.
     A task awaits one such call at a time."""
+    if isinstance(work, asyncio.Future) and work.done():
+        return work.result()  # answered already (a request run at once): nothing to watch
     task = asyncio.current_task()
     assert task is not None
     watch_list = _watch_list()

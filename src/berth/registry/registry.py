@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import re
@@ -88,6 +89,7 @@ class Registry:
         self.limits = Limits(config.capacity.max_models, int(config.capacity.max_memory_gb * 1024 * _MB))
         self.specs: dict[str, ModelSpec] = {}
         self.entries: dict[ModelKey, ModelEntry] = {}
+        self.holds = 0  # holds on all entries together: requests being served
         self._default_entries: dict[str, ModelEntry] = {}  # name -> entry of its default version
         self._load_executor = ThreadPoolExecutor(config.capacity.max_concurrent_loads, thread_name_prefix="berth-load")
         self._changed = asyncio.Event()
@@ -179,6 +181,7 @@ class Registry:
         if entry is None or entry.state is not ModelState.READY:
             return None
         entry.leases += 1
+        self.holds += 1
         stats = entry.stats
         stats.hits += 1
         stats.touch()
@@ -188,6 +191,7 @@ class Registry:
         """Hold a READY entry. A hold that is not a use (metadata lookups) leaves the
         usage counts and recency, which drive eviction, as they were."""
         entry.leases += 1
+        self.holds += 1
         if count_use:
             if missed:
                 entry.stats.misses += 1
@@ -232,9 +236,10 @@ class Registry:
             except asyncio.TimeoutError:
                 raise DeadlineExceeded(f"model '{entry.name}' was still {entry.state.value.lower()} when the request's deadline passed") from None
 
-    def release(self, entry: ModelEntry, counted: bool = True) -> None:
-        """Give back one hold; ``counted`` says it was a use (it updates recency)."""
-        entry.leases -= 1
+    def release(self, entry: ModelEntry, counted: bool = True, holds: int = 1) -> None:
+        """Give back ``holds`` holds; ``counted`` says they were uses (it updates recency)."""
+        entry.leases -= holds
+        self.holds -= holds
         if counted:
             entry.stats.last_used_mono = time.monotonic()
         if entry.leases == 0:
@@ -380,7 +385,8 @@ class Registry:
             max_queue_delay_ms=settings.max_queue_delay_ms or 0.0,
             max_concurrency=settings.max_concurrency or (1 if isolated else workers.size),
             queue_size=settings.queue_size or self.config.server.queue_size,
-            on_batch=entry.stats.record_batch,
+            stats=entry.stats,
+            release=functools.partial(self.release, entry, True),
             uniform=uniform,
             inline_max_us=0.0 if isolated else settings.options.get("inline_max_us", self.config.server.inline_max_us),
         )

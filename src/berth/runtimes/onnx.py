@@ -111,7 +111,7 @@ class OnnxRuntime(Runtime):
 
     def run(self, inputs: Batch) -> dict[str, np.ndarray]:
         if self._direct_run is not None:
-            results = self._direct_run(self._output_names, dict(inputs), None)
+            results = self._direct_run(self._output_names, inputs if type(inputs) is dict else dict(inputs), None)
         elif self._session is not None:
             results = self._session.run(self._output_names, dict(inputs))
         else:

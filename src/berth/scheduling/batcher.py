@@ -24,7 +24,9 @@ slow goes back to the threads; and a model whose inline runs took more than
 ``_INLINE_TRIP`` times the limit ``_INLINE_STRIKES`` times (fast on some inputs, slow
 on others) never runs inline again. A run is a strike only if it also took that long in
 CPU time on the loop's thread: the OS can pre-empt the loop at any time, and a busy
-machine (or a profiler) did exactly that to a 20 µs model. ``inline_max_us: 0`` turns this off.
+machine (or a profiler) did exactly that to a 20 µs model. Reading the thread's CPU
+clock is a system call, so inline runs read it only once one has been slow by the wall
+clock (that first slow run is never a strike). ``inline_max_us: 0`` turns this off.
 
 Deferring dispatch costs a lone request two extra turns of the loop (the deferred
 call, then waking its caller), which is most of the latency a tiny model adds at low
@@ -43,6 +45,11 @@ row's result dropped. An inline run blocks the loop, so it is not timed out midw
 Everything here runs on the event loop except the model call itself, which runs on a
 device worker thread. A request whose deadline has passed or whose caller has gone
 (its future cancelled) is dropped before it reaches the model.
+
+Each accepted request holds its model (the Registry's lease count). The batcher gives
+the hold back when it is done with the request: when its batch ends, or when it drops
+it. So a model is never evicted while a batch of its runs, even one whose requests
+were all answered early at their deadline.
 """
 
 from __future__ import annotations
@@ -53,13 +60,16 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from ..errors import DeadlineExceeded, InternalError, ModelNotReady, Overloaded
 from ..runtimes.base import Runtime
 from .workers import DeviceWorkers, current_worker_id
+
+if TYPE_CHECKING:
+    from ..registry.stats import ModelStats
 
 log = logging.getLogger("berth.scheduling")
 
@@ -84,7 +94,7 @@ class Prediction:
     worker_id: int
     device_id: str
     accelerated: bool
-    total_ms: float = 0.0  # set by the Engine: the whole request, lease and checks included
+    total_ms: float  # from acceptance to the answer (the Engine adds a load wait)
 
 
 @dataclass(slots=True)
@@ -115,7 +125,8 @@ class Batcher:
         max_queue_delay_ms: float,
         max_concurrency: int,
         queue_size: int,
-        on_batch: Callable[[int, float, list[float]], None] | None = None,
+        stats: ModelStats,
+        release: Callable[[int], None],
         inline_max_us: float = 0.0,
         uniform: bool = False,
     ) -> None:
@@ -129,7 +140,8 @@ class Batcher:
         self.max_concurrency = max_concurrency
         self.queue_size = queue_size
         self.running = 0
-        self._on_batch = on_batch
+        self._stats = stats
+        self._release = release
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -138,6 +150,7 @@ class Batcher:
         self._row_s = 0.0  # moving average of run time per row; 0 = not measured yet
         self._measured_batches = 0
         self._inline_strikes = 0
+        self._measure_cpu = False  # read the CPU clock around inline runs (after a slow one)
         self._inline_max_s = inline_max_us / 1e6 if uniform else 0.0
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0
@@ -221,9 +234,11 @@ class Batcher:
         for item in self._queue:
             if item.future.done():
                 self._queued_rows -= item.rows
+                self._settle(1)
             elif item.deadline <= now:
                 self._queued_rows -= item.rows
                 item.future.set_exception(DeadlineExceeded(f"request for model '{self.model}' waited past its deadline"))
+                self._settle(1)
             else:
                 kept.append(item)
         self._queue = kept
@@ -287,6 +302,11 @@ class Batcher:
                 return
             queue.popleft()
             self._queued_rows -= item.rows
+            self._settle(1)
+
+    def _settle(self, requests: int) -> None:
+        """The batcher is done with ``requests`` requests: give back their holds."""
+        self._release(requests)
 
     def _take_batch(self) -> list[_Item]:
         """The head (already checked alive) and the live same-shaped requests after it."""
@@ -305,6 +325,7 @@ class Batcher:
                 self._queued_rows -= item.rows
                 if not item.future.done():
                     item.future.set_exception(DeadlineExceeded(f"request for model '{self.model}' waited past its deadline"))
+                self._settle(1)
                 continue
             if rows + item.rows > limit or (not uniform and item.shape_key() != head.shape_key()):
                 break
@@ -321,21 +342,31 @@ class Batcher:
         return {name: np.concatenate([item.feeds[name] for item in batch]) for name in batch[0].feeds}
 
     def _run_inline(self, batch: list[_Item]) -> None:
+        try:
+            self._run_here(batch)
+        finally:
+            self._settle(len(batch))
+
+    def _run_here(self, batch: list[_Item]) -> None:
         dispatched = time.monotonic()
         try:
             feeds = self._feeds(batch)
-            started, cpu_started = time.perf_counter(), time.thread_time()
+            cpu_started = time.thread_time() if self._measure_cpu else 0.0
+            started = time.perf_counter()
             outputs = self.runtime.run(feeds)
         except Exception as exc:  # noqa: BLE001 - delivered to every caller in the batch
             self._fail(batch, exc)
             return
         elapsed = time.perf_counter() - started
         trip = _INLINE_TRIP * self._inline_max_s
-        if elapsed > trip and time.thread_time() - cpu_started > trip:
-            self._inline_strikes += 1
-            if self._inline_strikes >= _INLINE_STRIKES:
-                log.warning("model '%s' ran %.1f ms inline; it runs on worker threads from now on", self.model, elapsed * 1000)
-                self._inline_max_s = 0.0
+        if elapsed > trip:
+            if not self._measure_cpu:
+                self._measure_cpu = True
+            elif time.thread_time() - cpu_started > trip:
+                self._inline_strikes += 1
+                if self._inline_strikes >= _INLINE_STRIKES:
+                    log.warning("model '%s' ran %.1f ms inline; it runs on worker threads from now on", self.model, elapsed * 1000)
+                    self._inline_max_s = 0.0
         self._complete(batch, outputs, elapsed, -1, dispatched)
 
     def _start(self, batch: list[_Item]) -> None:
@@ -374,6 +405,7 @@ class Batcher:
         try:
             self._deliver(batch, future, dispatched)
         finally:
+            self._settle(len(batch))
             self.dispatch()
 
     def _deliver(self, batch: list[_Item], future: Future[tuple[dict[str, np.ndarray], float, int]], dispatched: float) -> None:
@@ -386,9 +418,13 @@ class Batcher:
 
     def _fail(self, batch: list[_Item], error: BaseException) -> None:
         log.error("model '%s' failed on a batch of %d request(s)", self.model, len(batch), exc_info=error)
+        self._fail_with(batch, f"model '{self.model}' failed while running the request")
+
+    def _fail_with(self, batch: list[_Item], message: str) -> None:
         for item in batch:
             if not item.future.done():
-                item.future.set_exception(InternalError(f"model '{self.model}' failed while running the request"))
+                self._stats.failures += 1
+                item.future.set_exception(InternalError(message))  # one each: a raised exception collects its traceback
 
     def _complete(self, batch: list[_Item], outputs: dict[str, np.ndarray], compute_s: float, worker_id: int, dispatched: float) -> None:
         rows = sum(item.rows for item in batch)
@@ -400,27 +436,26 @@ class Batcher:
         compute_ms = compute_s * 1000.0
         device_id = self.workers.device_id
         queue_ms = [(dispatched - item.enqueued) * 1000.0 for item in batch]
-        if self._on_batch is not None:
-            self._on_batch(rows, compute_ms, queue_ms)
+        self._stats.record_batch(rows, compute_ms, queue_ms)
         model, version, accelerated = self.model, self.version, self.accelerated
+        finished = time.monotonic()
         if len(batch) == 1:
             item = batch[0]
             if not item.future.done():
-                item.future.set_result(Prediction(model, version, outputs, queue_ms[0], compute_ms, rows, worker_id, device_id, accelerated))
+                total_ms = (finished - item.enqueued) * 1000.0
+                item.future.set_result(Prediction(model, version, outputs, queue_ms[0], compute_ms, rows, worker_id, device_id, accelerated, total_ms))
             return
         for name, value in outputs.items():
             if value.ndim == 0 or value.shape[0] != rows:
-                error_message = f"model '{self.model}' output '{name}' does not keep the batch dimension; set max_batch_size: 1"
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(InternalError(error_message))
+                self._fail_with(batch, f"model '{self.model}' output '{name}' does not keep the batch dimension; set max_batch_size: 1")
                 return
         offset = 0
         for item, waited in zip(batch, queue_ms):
             end = offset + item.rows
             if not item.future.done():
                 sliced = {n: v[offset:end] for n, v in outputs.items()}
-                item.future.set_result(Prediction(model, version, sliced, waited, compute_ms, rows, worker_id, device_id, accelerated))
+                total_ms = (finished - item.enqueued) * 1000.0
+                item.future.set_result(Prediction(model, version, sliced, waited, compute_ms, rows, worker_id, device_id, accelerated, total_ms))
             offset = end
 
     async def wait_idle(self) -> None:
@@ -446,4 +481,5 @@ class Batcher:
             item = self._queue.popleft()
             if not item.future.done():
                 item.future.set_exception(ModelNotReady(f"model '{self.model}' was unloaded before the request ran"))
+            self._settle(1)
         self._queued_rows = 0
