@@ -216,6 +216,23 @@ def test_blast_n_limits(site: Site, n: Any, status: int) -> None:
     assert "'n'" in response.json()["error"]
 
 
+def test_blast_past_a_full_queue_is_overloaded_and_withdraws_its_requests(tmp_path: Path) -> None:
+    site = _build(tmp_path, {"blast_max_n": 100, "queue_size": 10})
+    try:
+        assert site.client.post("/infer", json={"model": "lin", "input": [0.5] * 6}).status_code == 200  # loaded
+        ran = site.client.get("/models/lin").json()["stats"]["inference_count"]
+        response = site.client.post("/blast", json={"n": 60, "model": "lin", "input": [0.5] * 6})
+        assert response.status_code == 503, response.text
+        assert "queue is full" in response.json()["error"] and response.headers["retry-after"]
+        assert site.client.post("/blast", json={"n": 5, "model": "lin", "input": [0.5] * 6}).status_code == 200
+        # the requests queued before the refusal were withdrawn: none ran, none holds the model
+        described = site.client.get("/models/lin").json()
+        assert described["stats"]["inference_count"] == ran + 5
+        assert described["inflight"] == 0
+    finally:
+        site.server.stop()
+
+
 # ── /save-session ─────────────────────────────────────────────────────────────
 
 

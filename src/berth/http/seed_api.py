@@ -282,7 +282,17 @@ class SeedApi:
         started = time.perf_counter()
 
         async def burst() -> list[Prediction]:
-            return await asyncio.gather(*(self.engine.infer_values(model, values, batched=False) for _ in range(n)))
+            # each request is queued as it is made, so one refused (a full queue)
+            # withdraws those already queued before the error is answered
+            queued: list[asyncio.Future[Prediction]] = []
+            try:
+                for _ in range(n):
+                    queued.append(asyncio.ensure_future(self.engine.infer_values(model, values, batched=False)))
+            except BaseException:
+                for work in queued:
+                    work.cancel()
+                raise
+            return await asyncio.gather(*queued)
 
         try:
             predictions = await cancel_on_disconnect(request.receive, burst())
