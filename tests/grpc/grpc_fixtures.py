@@ -68,6 +68,19 @@ class Model:
 '''
 
 
+_COMPLEX = '''
+import numpy as np
+
+
+class Model:
+    inputs = [("x", "float32", [-1, 2])]
+    outputs = [("z", "complex64", [-1, 2])]
+
+    def predict(self, inputs):
+        return {"z": inputs["x"].astype(np.complex64) * np.complex64(1j)}
+'''
+
+
 def lipsync_reference(visual: np.ndarray, audio: np.ndarray) -> np.ndarray:
     gain = audio.reshape(audio.shape[0], -1).mean(axis=1).astype(np.float32)
     return (visual[:, :3] + visual[:, 3:]) * gain[:, None, None, None]
@@ -94,6 +107,11 @@ def write_repository(models: Path) -> Path:
 def write_fixed_model(folder: Path) -> None:
     """fixed (y = x + 1, [2, 3]): no batch dimension, so Triton's max_batch_size 0."""
     _write(folder, _FIXED)
+
+
+def write_complex_model(folder: Path) -> None:
+    """complex (z = x * 1j, complex64): an output with no V2 datatype."""
+    _write(folder, _COMPLEX)
 
 
 @dataclass

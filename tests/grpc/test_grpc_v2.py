@@ -15,7 +15,15 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from grpc_fixtures import RunningServer, lipsync_batch, lipsync_reference, start_grpc_server, write_fixed_model, write_repository
+from grpc_fixtures import (
+    RunningServer,
+    lipsync_batch,
+    lipsync_reference,
+    start_grpc_server,
+    write_complex_model,
+    write_fixed_model,
+    write_repository,
+)
 from models import write_python_model
 
 from berth.grpc.generated import grpc_service_pb2 as pb
@@ -23,7 +31,7 @@ from berth.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from berth.grpc.generated import model_config_pb2 as mc
 
 #: every model of the server below, batching or not
-MODELS = ("double", "lipsync", "typed", "strings", "fixed")
+MODELS = ("double", "lipsync", "typed", "strings", "fixed", "complex")
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("grpc_v2")
     models = write_repository(root / "models")
     write_fixed_model(models / "fixed")
+    write_complex_model(models / "complex")
     running = start_grpc_server(root / "server", models=models)
     yield running
     running.berth.stop()
@@ -343,3 +352,22 @@ def test_a_gpu_is_named_by_its_cuda_number(tmp_path: Path) -> None:
             assert [(usage["type"], usage["id"]) for usage in memory] == [("GPU", 3)]
     finally:
         running.berth.stop()
+
+
+def test_a_tensor_with_no_v2_datatype(server: RunningServer, client: tc.InferenceServerClient) -> None:
+    """complex64 has no V2 datatype: the config says TYPE_INVALID (a ModelConfig that
+    parses, not an INTERNAL error), and a request whose answer cannot be written in V2
+    is a server-side failure that names the output, on both front ends."""
+    config = client.get_model_config("complex", as_json=True)["config"]
+    assert config["output"][0].get("data_type", "TYPE_INVALID") == "TYPE_INVALID"  # the enum's default: not printed
+    assert config["input"][0]["data_type"] == "TYPE_FP32"
+    with server.berth.client() as http:
+        assert http.get("/v2/models/complex/config").json()["output"][0]["data_type"] == "TYPE_INVALID"
+        body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}
+        response = http.post("/v2/models/complex/infer", json=body)
+        assert response.status_code == 500
+        assert "output 'z'" in response.json()["error"] and "no V2 datatype" in response.json()["error"]
+    with pytest.raises(InferenceServerException) as refused:
+        client.infer("complex", [_input("x", np.ones((1, 2), dtype=np.float32), "FP32")])
+    assert refused.value.status() == "StatusCode.INTERNAL"
+    assert "output 'z'" in refused.value.message() and "no V2 datatype" in refused.value.message()

@@ -57,7 +57,11 @@ def batches(signature: Signature) -> bool:
 
 
 def _triton_type(spec: TensorSpec) -> str:
-    datatype = _datatype(spec)
+    """Triton's DataType name; TYPE_INVALID for a dtype with no V2 datatype (complex
+    numbers), which Triton's enum has no member for."""
+    datatype = datatype_of(spec.dtype)
+    if datatype is None:
+        return "TYPE_INVALID"
     return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
 
 
