@@ -141,7 +141,7 @@ class Batcher:
         self.queue_size = queue_size
         self.running = 0
         self._stats = stats
-        self._release = release
+        self._release = release  # gives back the holds of requests the batcher is done with
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -234,11 +234,11 @@ class Batcher:
         for item in self._queue:
             if item.future.done():
                 self._queued_rows -= item.rows
-                self._settle(1)
+                self._release(1)
             elif item.deadline <= now:
                 self._queued_rows -= item.rows
                 item.future.set_exception(DeadlineExceeded(f"request for model '{self.model}' waited past its deadline"))
-                self._settle(1)
+                self._release(1)
             else:
                 kept.append(item)
         self._queue = kept
@@ -302,11 +302,7 @@ class Batcher:
                 return
             queue.popleft()
             self._queued_rows -= item.rows
-            self._settle(1)
-
-    def _settle(self, requests: int) -> None:
-        """The batcher is done with ``requests`` requests: give back their holds."""
-        self._release(requests)
+            self._release(1)
 
     def _take_batch(self) -> list[_Item]:
         """The head (already checked alive) and the live same-shaped requests after it."""
@@ -325,7 +321,7 @@ class Batcher:
                 self._queued_rows -= item.rows
                 if not item.future.done():
                     item.future.set_exception(DeadlineExceeded(f"request for model '{self.model}' waited past its deadline"))
-                self._settle(1)
+                self._release(1)
                 continue
             if rows + item.rows > limit or (not uniform and item.shape_key() != head.shape_key()):
                 break
@@ -345,7 +341,7 @@ class Batcher:
         try:
             self._run_here(batch)
         finally:
-            self._settle(len(batch))
+            self._release(len(batch))
 
     def _run_here(self, batch: list[_Item]) -> None:
         dispatched = time.monotonic()
@@ -405,7 +401,7 @@ class Batcher:
         try:
             self._deliver(batch, future, dispatched)
         finally:
-            self._settle(len(batch))
+            self._release(len(batch))
             self.dispatch()
 
     def _deliver(self, batch: list[_Item], future: Future[tuple[dict[str, np.ndarray], float, int]], dispatched: float) -> None:
@@ -481,5 +477,5 @@ class Batcher:
             item = self._queue.popleft()
             if not item.future.done():
                 item.future.set_exception(ModelNotReady(f"model '{self.model}' was unloaded before the request ran"))
-            self._settle(1)
+            self._release(1)
         self._queued_rows = 0
