@@ -609,8 +609,7 @@ class Registry:
         entry.batcher = None
         entry.runtime = None
         if batcher is not None:
-            batcher.close()
-            await batcher.wait_idle()
+            batcher.close()  # nothing is queued or running: the holds have drained
         if runtime is not None:
             def free() -> None:
                 runtime.unload()

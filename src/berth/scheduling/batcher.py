@@ -48,8 +48,9 @@ device worker thread. A request whose deadline has passed or whose caller has go
 
 Each accepted request holds its model (the Registry's lease count). The batcher gives
 the hold back when it is done with the request: when its batch ends, or when it drops
-it. So a model is never evicted while a batch of its runs, even one whose requests
-were all answered early at their deadline.
+it. So a model is never evicted or unloaded while a batch of its runs, even one whose
+requests were all answered early at their deadline: the Registry's drain of the holds
+is all an unload has to wait for.
 """
 
 from __future__ import annotations
@@ -155,7 +156,6 @@ class Batcher:
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0
         self._in_flight: list[list[_Item]] = []  # batches running on worker threads
-        self._idle: asyncio.Future[None] | None = None  # set when the last running batch ends
         self._dispatch_scheduled = False
         self._lone_streak = 0  # deferred dispatches in a row that found one request alone
         self._run_at_once = 0  # requests run at once since the last probe
@@ -396,8 +396,6 @@ class Batcher:
         self.running -= 1
         self.workers.release()
         self._in_flight = [running for running in self._in_flight if running is not batch]
-        if self.running == 0 and self._idle is not None and not self._idle.done():
-            self._idle.set_result(None)
         try:
             self._deliver(batch, future, dispatched)
         finally:
@@ -453,15 +451,6 @@ class Batcher:
                 total_ms = (finished - item.enqueued) * 1000.0
                 item.future.set_result(Prediction(model, version, sliced, waited, compute_ms, rows, worker_id, device_id, accelerated, total_ms))
             offset = end
-
-    async def wait_idle(self) -> None:
-        """Return once no batch runs on a worker thread. Every request may have been
-        answered (one whose deadline passed mid-run is) while its batch still uses the
-        model, so the model is unloaded only after this."""
-        if self.running:
-            if self._idle is None or self._idle.done():
-                self._idle = self._loop.create_future()
-            await asyncio.shield(self._idle)
 
     def close(self) -> None:
         """Refuse new work and fail what is queued (the model is going away)."""
