@@ -128,6 +128,39 @@ def write_python_model(
     return version / "model.py"
 
 
+_MOODY_MODEL = '''
+import time
+
+import numpy as np
+
+
+class Model:
+    inputs = [("x", "float32", [-1, 4])]
+    outputs = [("y", "float32", [-1, 4])]
+
+    def predict(self, inputs):
+        x = inputs["x"]
+        if x[0, 0] == 1.0:  # slow in CPU time
+            end = time.thread_time() + {burn_s!r}
+            while time.thread_time() < end:
+                pass
+        elif x[0, 0] == 2.0:  # slow in wall time only, as a pre-empted thread is
+            time.sleep({sleep_s!r})
+        elif x[0, 0] == 3.0:
+            raise ValueError("this input breaks the model")
+        return {{"y": x + np.float32(1)}}
+'''
+
+
+def write_moody_model(folder: Path, *, config: str, burn_s: float = 0.006, sleep_s: float = 0.006) -> None:
+    """A Python-class model (``y = x + 1``, x [N, 4]) whose first value of the first row
+    picks its mood: 1 burns ``burn_s`` of CPU, 2 sleeps ``sleep_s``, 3 raises."""
+    version = folder / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    (version / "model.py").write_text(_MOODY_MODEL.format(burn_s=burn_s, sleep_s=sleep_s))
+    (folder / "config.yaml").write_text(config)
+
+
 def read_events(path: Path) -> list[tuple[str, ...]]:
     """Lines of an events file, split into words (the last word is the time)."""
     if not path.exists():

@@ -13,24 +13,9 @@ import pytest
 from berth.config import load_config
 from berth.engine import Engine
 from berth.errors import DeadlineExceeded, InternalError, InvalidInput
+from models import write_moody_model
 
-# x[0, 0] == 1: sleeps 0.4 s; == 2: raises
-_SLOW_OR_FAILING = """
-import time
-
-
-class Model:
-    inputs = [("x", "float32", [-1, 4])]
-    outputs = [("y", "float32", [-1, 4])]
-
-    def predict(self, inputs):
-        x = inputs["x"]
-        if x[0, 0] == 1.0:
-            time.sleep(0.4)
-        elif x[0, 0] == 2.0:
-            raise ValueError("this input breaks the model")
-        return {"y": x + 1}
-"""
+_SLOW, _FAILS = 2.0, 3.0  # x[0, 0] that makes the model sleep 0.4 s, or raise
 
 
 def _x(first: float) -> dict[str, np.ndarray]:
@@ -63,12 +48,12 @@ async def _scenario(repository: Path) -> None:
         # the model fails: each caller gets an InternalError, counted once each
         failures = entry.stats.failures
         with pytest.raises(InternalError):
-            await engine.infer("moody", _x(2.0))
+            await engine.infer("moody", _x(_FAILS))
         assert entry.stats.failures == failures + 1
         settled()
 
         # a slow batch runs; behind it one caller gives up and one waits past its deadline
-        running = asyncio.ensure_future(engine.infer("moody", _x(1.0)))
+        running = asyncio.ensure_future(engine.infer("moody", _x(_SLOW)))
         await asyncio.sleep(0.05)
         given_up = asyncio.ensure_future(engine.infer("moody", _x(0.0)))
         expiring = asyncio.ensure_future(engine.infer("moody", _x(0.0), timeout_s=0.1))
@@ -83,7 +68,7 @@ async def _scenario(repository: Path) -> None:
         # answered at its deadline while its batch still runs: the model stays held
         # until the run ends, so it cannot be evicted or unloaded under the run
         with pytest.raises(DeadlineExceeded):
-            await engine.infer("moody", _x(1.0), timeout_s=0.1)
+            await engine.infer("moody", _x(_SLOW), timeout_s=0.1)
         assert entry.leases == 1
         for _ in range(100):
             if entry.leases == 0:
@@ -95,9 +80,7 @@ async def _scenario(repository: Path) -> None:
 
 
 def test_every_hold_comes_back_once(tmp_path: Path) -> None:
-    folder = tmp_path / "repo" / "moody"
-    (folder / "1").mkdir(parents=True)
-    (folder / "1" / "model.py").write_text(_SLOW_OR_FAILING)
     # one batch at a time, one request per batch, always on the worker threads
-    (folder / "config.yaml").write_text("max_batch_size: 1\nmax_concurrency: 1\noptions:\n  inline_max_us: 0\n")
+    config = "max_batch_size: 1\nmax_concurrency: 1\noptions:\n  inline_max_us: 0\n"
+    write_moody_model(tmp_path / "repo" / "moody", config=config, sleep_s=0.4)
     asyncio.run(_scenario(tmp_path / "repo"))

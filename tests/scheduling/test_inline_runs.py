@@ -12,7 +12,7 @@ import pytest
 
 from berth.config import load_config
 from berth.engine import Engine
-from models import softmax, write_linear_softmax
+from models import softmax, write_linear_softmax, write_moody_model
 
 
 async def _scenario(model_path: Path, weights: np.ndarray) -> None:
@@ -58,29 +58,6 @@ def test_lone_requests_run_at_once_and_company_restores_batching(tmp_path: Path)
     asyncio.run(_scenario(path, weights))
 
 
-# x[0, 0] == 1: burns 6 ms of CPU; == 2: sleeps 6 ms (what a pre-empted loop looks like)
-_MOODY = """
-import time
-
-import numpy as np
-
-
-class Model:
-    inputs = [("x", "float32", [-1, 4])]
-    outputs = [("y", "float32", [-1, 4])]
-
-    def predict(self, inputs):
-        x = inputs["x"]
-        if x[0, 0] == 1.0:
-            end = time.thread_time() + 0.006
-            while time.thread_time() < end:
-                pass
-        elif x[0, 0] == 2.0:
-            time.sleep(0.006)
-        return {"y": x * np.float32(2)}
-"""
-
-
 async def _runs_inline_again(engine: Engine, batcher: object) -> bool:
     """Whether lone fast requests run at once again within 60 calls (after a slow run
     the moving average sends the model to the worker threads until it decays)."""
@@ -112,10 +89,8 @@ async def _moody_scenario(repository: Path) -> None:
 
 
 def test_only_cpu_bound_slow_runs_take_a_model_off_the_loop(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    folder = tmp_path / "repo" / "moody"
-    (folder / "1").mkdir(parents=True)
-    (folder / "1" / "model.py").write_text(_MOODY)
-    (folder / "config.yaml").write_text("options:\n  inline_max_us: 100\n")  # a strike is 2 ms over
+    # x[0, 0] == 1 burns 6 ms of CPU; == 2 sleeps 6 ms (what a pre-empted loop looks like)
+    write_moody_model(tmp_path / "repo" / "moody", config="options:\n  inline_max_us: 100\n")  # a strike is 2 ms over
     with caplog.at_level(logging.WARNING, logger="berth.scheduling"):
         asyncio.run(_moody_scenario(tmp_path / "repo"))
     warnings = [r.getMessage() for r in caplog.records if "runs on worker threads from now on" in r.getMessage()]
