@@ -118,6 +118,7 @@ class FastLane:
         return self.app(scope, receive, send)
 
     async def _serve(self, handler: RawHandler, label: str, scope: Scope, receive: Receive, send: Send) -> None:
+        # answer_errors written out here: one coroutine frame fewer on every request
         started = time.perf_counter()
         status = 500
         try:

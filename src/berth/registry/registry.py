@@ -180,12 +180,7 @@ class Registry:
         entry = self.entries.get((name, version)) if version else self._default_entries.get(name)
         if entry is None or entry.state is not ModelState.READY:
             return None
-        entry.leases += 1
-        self.holds += 1
-        stats = entry.stats
-        stats.hits += 1
-        stats.touch()
-        return entry
+        return self._hold(entry, count_use=True, missed=False)
 
     def _hold(self, entry: ModelEntry, *, count_use: bool, missed: bool) -> ModelEntry:
         """Hold a READY entry. A hold that is not a use (metadata lookups) leaves the
