@@ -31,16 +31,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def request_headers(scope: Scope) -> dict[bytes, bytes]:
+    """The request's headers as a dict (the last of repeated names wins): the one the
+    security gate made for the request, else a new one."""
+    headers = scope.get("berth.headers")
+    return headers if headers is not None else dict(scope["headers"])
+
+
 async def read_raw_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """:func:`read_body` for a raw ASGI handler."""
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            if not value.isdigit():
-                raise InvalidInput("Content-Length is not a number")
-            if int(value) > limit:
-                raise PayloadTooLarge(f"request body of {int(value)} bytes is over the {limit}-byte limit")
-            break
-    chunks = []
+    declared = request_headers(scope).get(b"content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidInput("Content-Length is not a number")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"request body of {int(declared)} bytes is over the {limit}-byte limit")
+    chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
@@ -50,9 +56,12 @@ async def read_raw_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
-        chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if not chunks:
+                return chunk  # the whole body in one message, as small bodies come
+            chunks.append(chunk)
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:

@@ -9,8 +9,8 @@ they reach the model. Only use this once the body has been read completely.
 The watcher is a task, and most requests are answered in well under a millisecond, so
 it is started only for work still pending after ``WATCH_AFTER_S``: pending requests sit
 in a per-loop watch list that one timer sweeps every ``WATCH_AFTER_S``, and a request
-still there at its second sweep gets its watcher. A request answered at once costs two
-dict operations, not a timer of its own.
+still waiting at its second sweep gets its watcher. A request answered soon costs a
+dict entry put and deleted, not a timer of its own.
 """
 
 from __future__ import annotations
@@ -45,39 +45,38 @@ async def _cancel_when_gone(receive: Receive, task: asyncio.Task[object]) -> Non
 
 
 class _WatchList:
-    """The requests of one event loop that await work, and their watchers."""
+    """The requests of one event loop that await work, and their watchers.
+
+    A waiting request is a ``task -> receive`` entry in ``young``, the dict of requests
+    that started waiting since the last sweep. A sweep makes ``young`` the ``old`` dict
+    and gives a watcher to each request still in the previous ``old``. A request that
+    stops waiting deletes its entry from the dict it was put in, whichever role that
+    dict has by then (or none), so the hot path never asks which."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._young: dict[asyncio.Task[object], Receive] = {}  # added since the last sweep
-        self._old: dict[asyncio.Task[object], Receive] = {}  # seen by one sweep already
-        self._watchers: dict[asyncio.Task[object], asyncio.Future[None]] = {}
-        self._sweeping = False
+        self.young: dict[asyncio.Task[object], Receive] = {}
+        self._old: dict[asyncio.Task[object], Receive] = {}
+        self.watchers: dict[asyncio.Task[object], asyncio.Future[None]] = {}
+        self.sweeping = False
 
-    def add(self, task: asyncio.Task[object], receive: Receive) -> None:
-        self._young[task] = receive
-        if not self._sweeping:
-            self._sweeping = True
-            self.loop.call_later(WATCH_AFTER_S, self._sweep)
+    def start_sweeping(self) -> None:
+        self.sweeping = True
+        self.loop.call_later(WATCH_AFTER_S, self._sweep)
 
-    def watcher(self, task: asyncio.Task[object]) -> asyncio.Future[None] | None:
-        return self._watchers.get(task)
-
-    def remove(self, task: asyncio.Task[object]) -> None:
-        if self._young.pop(task, None) is None:
-            self._old.pop(task, None)
-        watcher = self._watchers.pop(task, None)
+    def stop_watching(self, task: asyncio.Task[object]) -> None:
+        watcher = self.watchers.pop(task, None)
         if watcher is not None:
             watcher.cancel()
 
     def _sweep(self) -> None:
-        for task, receive in self._old.items():  # pending for at least one full period
-            self._watchers[task] = asyncio.ensure_future(_cancel_when_gone(receive, task))
-        self._old, self._young = self._young, {}
+        for task, receive in self._old.items():  # waiting for at least one full period
+            self.watchers[task] = asyncio.ensure_future(_cancel_when_gone(receive, task))
+        self._old, self.young = self.young, {}
         if self._old:
             self.loop.call_later(WATCH_AFTER_S, self._sweep)
         else:
-            self._sweeping = False
+            self.sweeping = False
 
 
 _watch_lists: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WatchList] = weakref.WeakKeyDictionary()
@@ -105,14 +104,19 @@ async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     task = asyncio.current_task()
     assert task is not None
     watch_list = _watch_list()
-    watch_list.add(task, receive)
+    waiting = watch_list.young
+    waiting[task] = receive
+    if not watch_list.sweeping:
+        watch_list.start_sweeping()
     try:
         return await work
     except asyncio.CancelledError:
-        watcher = watch_list.watcher(task)
+        watcher = watch_list.watchers.get(task)
         if watcher is not None and watcher.done() and not watcher.cancelled():
             task.uncancel()
             raise ClientDisconnected() from None
         raise
     finally:
-        watch_list.remove(task)
+        del waiting[task]
+        if watch_list.watchers:
+            watch_list.stop_watching(task)

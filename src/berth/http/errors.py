@@ -44,7 +44,7 @@ _ID_PREFIX = secrets.token_hex(4)
 _id_counter = itertools.count(1)
 
 
-def _fresh_id() -> str:
+def fresh_request_id() -> str:
     return f"{_ID_PREFIX}{next(_id_counter):08x}"
 
 
@@ -66,7 +66,7 @@ def assign_request_id(scope: Scope, given: bytes | None) -> str:
     it is sane, else a fresh one. The security gate calls this while it reads the
     headers anyway, so handlers never scan them again."""
     text = given.decode("latin-1") if given else ""
-    rid = text if 0 < len(text) <= 64 and text.isascii() and text.replace("-", "").replace("_", "").isalnum() else _fresh_id()
+    rid = text if 0 < len(text) <= 64 and text.isascii() and text.replace("-", "").replace("_", "").isalnum() else fresh_request_id()
     scope["berth.request_id"] = rid
     return rid
 

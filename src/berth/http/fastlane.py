@@ -39,6 +39,9 @@ JSON = b"application/json"
 _ID_HEADER = REQUEST_ID_HEADER.encode()
 #: the status recorded for a request whose client went away before its answer
 CLIENT_GONE = 499
+#: a fast route: its handler and metrics label; ``()`` where the Starlette app serves
+_Route = tuple[RawHandler, str] | tuple[()]
+_MATCHED_MAX = 1024
 
 
 async def send_json(
@@ -92,30 +95,41 @@ class FastLane:
         metrics: RequestMetrics | None = None,
     ) -> None:
         self.app = app
-        self.routes = routes
+        # an exact path is its own metrics label (a fixed path is its own template)
+        self.routes: dict[tuple[str, str], _Route] = {key: (handler, key[1]) for key, handler in routes.items()}
         self.prefix_routes = tuple(prefix_routes)
+        self._matched: dict[tuple[str, str], _Route] = {}
         self.metrics = metrics
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # a plain function: a request for another route costs no coroutine frame here
         if scope["type"] == "http":
-            method, path = scope["method"], scope["path"]
-            handler = self.routes.get((method, path))
-            label = path  # the metrics label: a fixed path is its own template
-            if handler is None:
-                for route in self.prefix_routes:
-                    if (
-                        method == route.method
-                        and path.startswith(route.prefix)
-                        and path.endswith(route.suffix)
-                        and len(path) > len(route.prefix) + len(route.suffix)
-                    ):
-                        handler = route.handler
-                        label = f"{route.prefix}{{model}}{route.suffix}"
-                        break
-            if handler is not None:
+            key = (scope["method"], scope["path"])
+            route = self.routes.get(key) or self._matched.get(key)
+            if route is None:
+                route = self._match(*key)
+            if route:
+                handler, label = route
                 return self._serve(handler, label, scope, receive, send)
         return self.app(scope, receive, send)
+
+    def _match(self, method: str, path: str) -> _Route:
+        """The prefix route serving ``method path`` (``()`` for none), remembered:
+        clients repeat the same few model paths. Bounded, since paths come from clients."""
+        found: _Route = ()
+        for route in self.prefix_routes:
+            if (
+                method == route.method
+                and path.startswith(route.prefix)
+                and path.endswith(route.suffix)
+                and len(path) > len(route.prefix) + len(route.suffix)
+            ):
+                found = (route.handler, f"{route.prefix}{{model}}{route.suffix}")
+                break
+        if len(self._matched) >= _MATCHED_MAX:
+            self._matched.clear()
+        self._matched[(method, path)] = found
+        return found
 
     async def _serve(self, handler: RawHandler, label: str, scope: Scope, receive: Receive, send: Send) -> None:
         # answer_errors written out here: one coroutine frame fewer on every request

@@ -31,6 +31,7 @@ import functools
 import ipaddress
 import math
 import re
+from itertools import chain
 from typing import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..config import BerthConfig
 from ..credentials import matching_key
 from ..quotas import KeyQuotas
-from .errors import REQUEST_ID_HEADER, assign_request_id, error_body, scope_request_id
+from .errors import REQUEST_ID_HEADER, assign_request_id, error_body, fresh_request_id, scope_request_id
 
 PUBLIC, DATA, ADMIN = "public", "data", "admin"
 
@@ -79,6 +80,10 @@ _CORS_EXPOSE = [
     (b"vary", b"Origin"),
 ]
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+#: the headers the gate acts on besides Host; a request with none of them takes the short way
+_CHECKED_HEADERS = frozenset(
+    {b"origin", b"authorization", b"x-api-key", b"x-admin-token", b"access-control-request-method", b"x-request-id"}
+)
 _MAX_HOST_VERDICTS = 256
 
 
@@ -124,38 +129,35 @@ class SecurityGate:
         # a plain function handing back the next awaitable: no coroutine frame of its
         # own on every request; only refusals and preflights get one
         kind = scope["type"]
-        if kind not in ("http", "websocket"):
+        if kind != "http" and kind != "websocket":
             return self.app(scope, receive, send)
-        host = origin = authorization = api_key = admin_header = preflight = given_id = None
-        header_bytes = 0
-        for name, value in scope["headers"]:
-            header_bytes += len(name) + len(value) + 4
-            if name == b"host":
-                host = value
-            elif name == b"origin":
-                origin = value
-            elif name == b"authorization":
-                authorization = value
-            elif name == b"x-api-key":
-                api_key = value
-            elif name == b"x-admin-token":
-                admin_header = value
-            elif name == b"access-control-request-method":
-                preflight = value
-            elif name == b"x-request-id":
-                given_id = value
-        assign_request_id(scope, given_id)
+        raw_headers = scope["headers"]
+        # one dict of the headers (the last of repeated names wins), read by the
+        # handlers too: built in C, where a loop comparing every name cost 150 bytecodes
+        headers = scope["berth.headers"] = dict(raw_headers)
+        header_bytes = sum(map(len, chain.from_iterable(raw_headers))) + 4 * len(raw_headers)
         if header_bytes > self._max_header_bytes:
-            refusal: tuple[int, str, list[tuple[bytes, bytes]]] | None = (
-                431, f"request headers total {header_bytes} bytes; the limit is {self._max_header_bytes}", [],
-            )
-        elif preflight is not None and origin is not None and kind == "http" and scope["method"] == "OPTIONS" and self._cors_allowed(origin):
+            assign_request_id(scope, headers.get(b"x-request-id"))
+            refusal = (431, f"request headers total {header_bytes} bytes; the limit is {self._max_header_bytes}", [])
+            return self._refuse(scope, send, refusal, headers.get(b"origin"))
+        get = headers.get
+        host = get(b"host")
+        if _CHECKED_HEADERS.isdisjoint(headers):
+            # the common request: no origin, no credentials, no request id of its own
+            scope["berth.request_id"] = fresh_request_id()
+            refusal = self._refusal(scope, host, None, None, None, None)
+            return self.app(scope, receive, send) if refusal is None else self._refuse(scope, send, refusal, None)
+        origin = get(b"origin")
+        assign_request_id(scope, get(b"x-request-id"))
+        if (
+            origin is not None and kind == "http" and scope["method"] == "OPTIONS"
+            and get(b"access-control-request-method") is not None and self._cors_allowed(origin)
+        ):
             # a browser's preflight carries no credentials: answered before they are asked for
             if self._host_allowed(host):
                 return self._answer_preflight(send, origin)
-            refusal = _UNKNOWN_HOST
-        else:
-            refusal = self._refusal(scope, host, origin, authorization, api_key, admin_header)
+            return self._refuse(scope, send, _UNKNOWN_HOST, origin)
+        refusal = self._refusal(scope, host, origin, get(b"authorization"), get(b"x-api-key"), get(b"x-admin-token"))
         if refusal is None:
             if origin is not None and kind == "http" and self._cors_allowed(origin):
                 return self.app(scope, receive, _with_headers(send, [(b"access-control-allow-origin", origin), *_CORS_EXPOSE]))

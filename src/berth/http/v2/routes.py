@@ -22,7 +22,7 @@ from ...config import valid_model_name
 from ...engine import Engine
 from ...errors import InvalidInput, ModelNotFound
 from ...registry import ModelState
-from ..body import parse_json_object, read_body, read_raw_body
+from ..body import parse_json_object, read_body, read_raw_body, request_headers
 from ..disconnect import cancel_on_disconnect
 from ..errors import json_response, scope_request_id
 from ..fastlane import AsgiEndpoint, PrefixRoute, RawHandler, send_json
@@ -109,11 +109,7 @@ class V2Api:
         """``POST /v2/models/{m}[/versions/{v}]/infer``: JSON or JSON + binary tensors."""
         body = await read_raw_body(scope, receive, self.body_limit)
         model, version = _infer_target(scope["path"])
-        header_length = None
-        for name, value in scope["headers"]:
-            if name == _HEADER_LENGTH:
-                header_length = parse_header_length(value)
-                break
+        header_length = parse_header_length(request_headers(scope).get(_HEADER_LENGTH))
         if header_length == 0:
             request = await self._raw_request(model, version, body)
         else:
