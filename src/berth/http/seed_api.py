@@ -39,6 +39,7 @@ _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
 _second_cache: list[Any] = [-1, ""]
+_MILLIS = [f".{ms:03d}Z" for ms in range(1000)]  # the fraction's text, made once
 
 
 def _now() -> str:
@@ -48,7 +49,7 @@ def _now() -> str:
     if second != _second_cache[0]:
         _second_cache[0] = second
         _second_cache[1] = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{_second_cache[1]}.{int((now - second) * 1000):03d}Z"
+    return _second_cache[1] + _MILLIS[int((now - second) * 1000)]
 
 
 _KIND_NAMES = {"U": "a string", "S": "a string", "b": "a boolean"}
@@ -83,21 +84,23 @@ def _numbers(value: Any, field: str, plain: bool = False) -> np.ndarray:
     message that says what was wrong. ``plain`` says the body was proven to hold only
     numbers in its arrays (:func:`~berth.http.json_numbers.numbers_only`), which allows
     numpy's direct conversion; otherwise every element is checked, since numpy reads
-    ``true`` as 1 and ``"1.5"`` as 1.5."""
+    ``true`` as 1 and ``"1.5"`` as 1.5.
+
+    JSON numbers arrive as finite doubles (orjson refuses anything that parses to an
+    infinity), so the cast to float32 is the only place a value can stop being finite:
+    it raises on overflow instead of a separate pass over the array afterwards."""
     if not isinstance(value, list) or not value:
         raise InvalidInput(f"'{field}' must be a non-empty array of numbers")
-    array: np.ndarray | None = None
-    if plain:
-        try:
-            with np.errstate(over="ignore"):
-                array = np.asarray(value, dtype=np.float32)
-        except (ValueError, TypeError, OverflowError):
-            array = None  # ragged, or holding an object: the exact path below says which
-    if array is None:
-        array = _checked_numbers(value, field)
-    if not np.isfinite(array).all():
-        raise InvalidInput(f"'{field}' holds a value that is not a finite float32 number")
-    return array
+    try:
+        with np.errstate(over="raise"):
+            if plain:
+                try:
+                    return np.asarray(value, dtype=np.float32)
+                except (ValueError, TypeError, OverflowError):
+                    pass  # ragged, or holding an object: the exact path below says which
+            return _checked_numbers(value, field)
+    except FloatingPointError:
+        raise InvalidInput(f"'{field}' holds a value that is not a finite float32 number (out of range)") from None
 
 
 def _checked_numbers(value: list[Any], field: str) -> np.ndarray:
@@ -115,11 +118,11 @@ def _checked_numbers(value: list[Any], field: str) -> np.ndarray:
     found = _first_non_number(value)  # numpy reads [true, 1.5] as numbers
     if found is not None:
         raise InvalidInput(f"'{field}' must hold only numbers; found {found}")
-    with np.errstate(over="ignore"):
-        return array.astype(np.float32, copy=False)
+    return array.astype(np.float32, copy=False)  # under the caller's errstate: overflow raises
 
 
 _SMALL_ROW = 64  # up to this many values, a row is summarised in plain Python floats
+_FLOAT32 = np.dtype(np.float32)  # compared as a dtype: np.float32 itself is converted on every compare
 
 
 def _row_summary(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int, float | None]:
@@ -129,12 +132,13 @@ def _row_summary(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int
     The /infer hot path: a classifier's row has a handful of values, where each numpy
     call costs more than the arithmetic, so small rows are checked (and, for logits,
     soft-maxed) as Python floats; the probabilities still go out as float32."""
-    row = values.reshape(-1)
-    if row.dtype != np.float32:
-        row = row.astype(np.float32)
-    if not row.size:
+    row = values if values.ndim == 1 else values.reshape(-1)
+    if row.dtype != _FLOAT32:
+        row = row.astype(_FLOAT32)
+    size = row.size
+    if not size:
         return row, None, -1, None
-    if row.size > _SMALL_ROW:
+    if size > _SMALL_ROW:
         rows, logit_rows = row_distributions(row[np.newaxis])
         top = int(rows[0].argmax())
         return rows[0], None if logit_rows is None else logit_rows[0], top, float(rows[0][top])

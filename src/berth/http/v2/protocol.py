@@ -259,14 +259,16 @@ def _json_tensor(name: str, datatype: str, dtype: np.dtype, shape: list[int], co
         return _json_strings(name, data, count).reshape(shape)
     if plain and dtype.kind == "f":
         # only numbers inside: numpy's direct conversion cannot let anything through
-        # (integer types still take the checked path, which refuses fractions)
+        # (integer types still take the checked path, which refuses fractions). JSON
+        # numbers are finite doubles (orjson refuses the rest), so only the cast can
+        # make one infinite, and then it raises: no pass over the array afterwards
         try:
-            with np.errstate(over="ignore"):
+            with np.errstate(over="raise"):
                 direct = np.asarray(data, dtype=dtype)
-        except (ValueError, TypeError, OverflowError):
-            pass  # ragged, or holding an object: the checked path says which
+        except (ValueError, TypeError, OverflowError, FloatingPointError):
+            pass  # ragged, holding an object, or out of range: the checked path says which
         else:
-            if direct.size == count and np.isfinite(direct).all():
+            if direct.size == count:
                 return direct.reshape(shape)
     try:
         array = np.asarray(data)
