@@ -8,6 +8,7 @@ about loading, capacity or batching; all of that is behind this class.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any, Awaitable, Callable, Mapping
@@ -103,19 +104,18 @@ class Engine:
         image) or, when ``batched``, a leading batch dimension of such items. The
         numbers are reshaped to the model's input when the element count matches.
         """
-
-        def feeds(signature: Signature) -> Mapping[str, np.ndarray]:
-            if len(signature.inputs) != 1:
-                raise InvalidInput(f"model '{model}' takes {len(signature.inputs)} inputs; name them (V2 API)")
-            spec = signature.inputs[0]
-            shaped = reshape_item(values, spec, batched=batched, model=model)
-            # plain JSON numbers carry no dtype: they take the input's
-            return {spec.name: shaped if shaped.dtype == spec.dtype else shaped.astype(spec.dtype)}
-
         entry = self.registry.hold_ready(model, version)
         if entry is None:
-            return self._hold_then_submit(model, version, timeout_s, feeds, None)
-        return self._submit(entry, self._built_feeds(entry, feeds), self._deadline(timeout_s))
+            build = functools.partial(value_feeds, values, batched=batched, model=model)
+            return self._hold_then_submit(model, version, timeout_s, build, None)
+        runtime = entry.runtime
+        assert runtime is not None  # READY
+        try:
+            feeds = value_feeds(values, runtime.signature, batched=batched, model=model)
+        except BaseException:
+            self.registry.release(entry)
+            raise
+        return self._submit(entry, feeds, self._deadline(timeout_s))
 
     def _deadline(self, timeout_s: float | None) -> float:
         return time.monotonic() + (timeout_s if timeout_s is not None else self.default_timeout_s)
@@ -176,18 +176,14 @@ class Engine:
         assert entry.runtime is not None
         specs = entry.runtime.signature.inputs
         if len(specs) == 1 and len(inputs) == 1:
-            # the common case, checked with the fewest operations
+            # the common case, checked with the fewest operations (a static item shape
+            # equal to the tail also fixes the number of dimensions)
             spec = specs[0]
             array = inputs.get(spec.name)
-            if (
-                array is not None
-                and array.dtype == spec.dtype
-                and array.ndim == len(spec.shape)
-                and array.shape[1:] == spec.static_tail
-                and 0 < array.shape[0] <= self.max_request_rows
-                and array.size <= MAX_TENSOR_ELEMENTS
-            ):
-                return {spec.name: array}, array.shape[0]
+            if array is not None and array.dtype == spec.dtype:
+                shape = array.shape
+                if shape[1:] == spec.static_tail and 0 < shape[0] <= self.max_request_rows and array.size <= MAX_TENSOR_ELEMENTS:
+                    return {spec.name: array}, shape[0]
         if len(inputs) != len(specs) or any(spec.name not in inputs for spec in specs):
             expected = [spec.name for spec in specs]
             unknown = sorted(set(inputs) - set(expected))
@@ -362,6 +358,16 @@ def _runtime_healthy(entry: ModelEntry) -> bool:
     except Exception:  # noqa: BLE001 - a health check that raises is a failed health check
         log.warning("model '%s': health check raised", entry.name, exc_info=True)
         return False
+
+
+def value_feeds(values: np.ndarray, signature: Signature, *, batched: bool, model: str) -> dict[str, np.ndarray]:
+    """The feeds of a single-input model from plain numbers (see :meth:`Engine.infer_values`)."""
+    if len(signature.inputs) != 1:
+        raise InvalidInput(f"model '{model}' takes {len(signature.inputs)} inputs; name them (V2 API)")
+    spec = signature.inputs[0]
+    shaped = reshape_item(values, spec, batched=batched, model=model)
+    # plain JSON numbers carry no dtype: they take the input's
+    return {spec.name: shaped if shaped.dtype == spec.dtype else shaped.astype(spec.dtype)}
 
 
 def reshape_item(values: np.ndarray, spec: TensorSpec, *, batched: bool, model: str) -> np.ndarray:

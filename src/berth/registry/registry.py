@@ -180,7 +180,14 @@ class Registry:
         entry = self.entries.get((name, version)) if version else self._default_entries.get(name)
         if entry is None or entry.state is not ModelState.READY:
             return None
-        return self._hold(entry, count_use=True, missed=False)
+        # _hold for a hit, written out for the data plane's every request; recency is
+        # stamped when the hold is given back (a held model is not evictable meanwhile)
+        entry.leases += 1
+        self.holds += 1
+        stats = entry.stats
+        stats.hits += 1
+        stats.uses_since_load += 1
+        return entry
 
     def _hold(self, entry: ModelEntry, *, count_use: bool, missed: bool) -> ModelEntry:
         """Hold a READY entry. A hold that is not a use (metadata lookups) leaves the

@@ -15,7 +15,6 @@ _WINDOW = 2048  # latencies kept for percentiles
 
 @dataclass
 class ModelStats:
-    usage_count: int = 0
     uses_since_load: int = 0
     last_used_mono: float = 0.0  # monotonic, for eviction order
     loads: int = 0
@@ -33,8 +32,12 @@ class ModelStats:
     batches: int = 0
     batch_rows: int = 0
 
+    @property
+    def usage_count(self) -> int:
+        """Uses in all: every use is a hit (the model was resident) or a miss."""
+        return self.hits + self.misses
+
     def touch(self) -> None:
-        self.usage_count += 1
         self.uses_since_load += 1
         self.last_used_mono = time.monotonic()
 
