@@ -32,6 +32,9 @@ V2_TO_NUMPY: dict[str, np.dtype] = {
     "BYTES": np.dtype(np.object_),
 }
 NUMPY_TO_V2: dict[np.dtype, str] = {dtype: name for name, dtype in V2_TO_NUMPY.items()}
+#: the little-endian dtype that raw bytes of each numeric datatype are read with (BOOL
+#: and BYTES have their own readers); made once, not per tensor
+RAW_NUMERIC: dict[str, np.dtype] = {name: dtype.newbyteorder("<") for name, dtype in V2_TO_NUMPY.items() if name not in ("BOOL", "BYTES")}
 
 _NUMPY_ALIASES = {"float": "float32", "double": "float64", "half": "float16", "int": "int64", "long": "int64"}
 
@@ -118,7 +121,7 @@ def array_from_raw(raw: bytes | memoryview, datatype: str, shape: Sequence[int],
         raise TensorDataError(f"{label} has {len(raw)} raw bytes; {datatype} {list(shape)} needs {expected}")
     if datatype == "BOOL":
         return bools_from_raw(raw, count, label=label).reshape(shape)
-    return np.frombuffer(raw, dtype=dtype.newbyteorder("<"), count=count).reshape(shape)
+    return np.frombuffer(raw, dtype=RAW_NUMERIC[datatype], count=count).reshape(shape)
 
 
 def bools_from_raw(raw: bytes | memoryview, count: int, *, label: str) -> np.ndarray:

@@ -49,9 +49,9 @@ async def send_json(
 ) -> int:
     """Answer with ``body`` in one message, with its length (not chunked) and the
     request id; returns ``status`` for the handler to return."""
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), (_ID_HEADER, rid.encode())]
+    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), (_ID_HEADER, rid.encode())]
     if extra:
-        headers.extend((k.lower().encode(), v.encode()) for k, v in extra.items())
+        headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return status

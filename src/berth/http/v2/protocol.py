@@ -26,6 +26,8 @@ import orjson
 from ...engine import Prediction
 from ...errors import InternalError, InvalidInput
 from ...tensors import (
+    NUMPY_TO_V2,
+    RAW_NUMERIC,
     V2_TO_NUMPY,
     datatype_of,
     declared_array,
@@ -72,6 +74,8 @@ def parse_header_length(value: bytes | None) -> int | None:
     """``Inference-Header-Content-Length`` as an int (None when the header is absent)."""
     if value is None:
         return None
+    if value.isdigit() and len(value) <= 18:
+        return int(value)
     text = value.strip()
     if not text.isdigit() or len(text) > 18:
         raise InvalidInput("Inference-Header-Content-Length must be a non-negative integer")
@@ -89,6 +93,9 @@ class _InputSpec:
     count: int
     size: int | None  # its binary_data_size, or None for JSON ``data``
     data: Any  # the JSON ``data`` (None for a binary input)
+    #: the little-endian dtype its binary bytes are read with directly, when it is a
+    #: numeric input whose binary_data_size fits its shape (else the checked reader)
+    raw_dtype: np.dtype | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +225,9 @@ def _input_specs(value: Any, has_binary_header: bool) -> tuple[_InputSpec, ...]:
                 raise InvalidInput(
                     f"input '{name}' has binary_data_size but the request has no Inference-Header-Content-Length header"
                 )
-            specs.append(_InputSpec(name, datatype, dtype, shape, count, size, None))
+            raw_dtype = RAW_NUMERIC.get(datatype)
+            direct = raw_dtype if raw_dtype is not None and size == count * raw_dtype.itemsize else None
+            specs.append(_InputSpec(name, datatype, dtype, shape, count, size, None, direct))
         else:
             if "data" not in item:
                 raise InvalidInput(f"input '{name}' has neither 'data' nor a binary_data_size parameter")
@@ -239,7 +248,11 @@ def _arrays(specs: tuple[_InputSpec, ...], binary: memoryview, plain: Callable[[
                     f"input '{name}' needs {size} binary bytes at offset {offset}, "
                     f"but the binary section has only {len(binary)} bytes"
                 )
-            arrays[name] = declared_array(name, binary[offset : offset + size], spec.datatype, spec.shape, spec.count)
+            raw_dtype = spec.raw_dtype
+            if raw_dtype is not None:
+                arrays[name] = np.frombuffer(binary, dtype=raw_dtype, count=spec.count, offset=offset).reshape(spec.shape)
+            else:
+                arrays[name] = declared_array(name, binary[offset : offset + size], spec.datatype, spec.shape, spec.count)
             offset += size
         else:
             arrays[name] = _json_tensor(name, spec.datatype, spec.dtype, spec.shape, spec.count, spec.data, plain())
@@ -397,10 +410,10 @@ def encode_infer_response(prediction: Prediction, request: InferRequest) -> tupl
     blobs: list[Any] = []
     for name, binary in selected:
         array = outputs[name]
-        datatype = datatype_of(array.dtype)
+        datatype = NUMPY_TO_V2.get(array.dtype) or datatype_of(array.dtype)  # the common dtypes in one lookup
         if datatype is None:
             raise InternalError(f"model '{prediction.model}' output '{name}' has a dtype with no V2 datatype")
-        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": array.shape}  # orjson writes a tuple as an array
         if binary:
             # numeric blobs stay arrays: bytes.join reads them through the buffer protocol, no copy
             blob = encode_bytes_elements(array) if datatype == "BYTES" else little_endian(array)

@@ -45,14 +45,27 @@ def _target(name: str, version: str | None) -> tuple[str, str | None]:
     return name, version
 
 
+_targets: dict[str, tuple[str, str | None]] = {}  # infer path -> (model, version), bounded
+_TARGETS_MAX = 1024
+
+
 def _infer_target(path: str) -> tuple[str, str | None]:
-    """(model, version) from ``/v2/models/{m}[/versions/{v}]/infer``."""
+    """(model, version) from ``/v2/models/{m}[/versions/{v}]/infer``, remembered for the
+    few paths clients repeat."""
+    target = _targets.get(path)
+    if target is not None:
+        return target
     parts = path[len(_MODELS) : -len(_INFER)].split("/")
     if len(parts) == 1:
-        return _target(parts[0], None)
-    if len(parts) == 3 and parts[1] == "versions":
-        return _target(parts[0], parts[2])
-    raise ModelNotFound(f"no endpoint at {path[:200]}")
+        target = _target(parts[0], None)
+    elif len(parts) == 3 and parts[1] == "versions":
+        target = _target(parts[0], parts[2])
+    else:
+        raise ModelNotFound(f"no endpoint at {path[:200]}")
+    if len(_targets) >= _TARGETS_MAX:
+        _targets.clear()
+    _targets[path] = target
+    return target
 
 
 def _path_target(request: Request) -> tuple[str, str | None]:
