@@ -48,16 +48,18 @@ class ModelStats:
             return None
         return time.time() - (time.monotonic() - self.last_used_mono)
 
-    def record_batch(self, rows: int, compute_ms: float, queue_ms: list[float]) -> None:
-        """One model call serving ``len(queue_ms)`` requests; each request's inference
-        time is the batch's compute time."""
-        requests = len(queue_ms)
+    def record_batch(self, rows: int, requests: int, compute_ms: float, queued_ms: float) -> None:
+        """One model call serving ``requests`` requests that waited ``queued_ms`` in all;
+        each request's inference time is the batch's compute time."""
         self.batches += 1
         self.batch_rows += rows
         self.inference_count += requests
         self._latency_sum_ms += compute_ms * requests
-        self._queue_sum_ms += sum(queue_ms)
-        self._latencies_ms.extend(itertools.repeat(compute_ms, min(requests, _WINDOW)))
+        self._queue_sum_ms += queued_ms
+        if requests == 1:
+            self._latencies_ms.append(compute_ms)
+        else:
+            self._latencies_ms.extend(itertools.repeat(compute_ms, min(requests, _WINDOW)))
 
     def record_eviction(self, reason: str) -> None:
         self.evictions += 1

@@ -421,23 +421,29 @@ class Batcher:
                 item.future.set_exception(InternalError(message))  # one each: a raised exception collects its traceback
 
     def _complete(self, batch: list[_Item], outputs: dict[str, np.ndarray], compute_s: float, worker_id: int, dispatched: float) -> None:
-        rows = sum(item.rows for item in batch)
+        compute_ms = compute_s * 1000.0
+        count = len(batch)
+        if count == 1:  # a request alone: no sums, slices or lists to make
+            item = batch[0]
+            rows = item.rows
+            waited = (dispatched - item.enqueued) * 1000.0
+            self._stats.record_batch(rows, 1, compute_ms, waited)
+        else:
+            rows = sum(item.rows for item in batch)
+            queue_ms = [(dispatched - item.enqueued) * 1000.0 for item in batch]
+            self._stats.record_batch(rows, count, compute_ms, sum(queue_ms))
         self._mean_batch_s = compute_s if self._mean_batch_s == 0 else 0.9 * self._mean_batch_s + 0.1 * compute_s
         row_s = compute_s / rows
         self._row_s = row_s if self._row_s == 0 else 0.9 * self._row_s + 0.1 * row_s
         if worker_id >= 0:  # inline is allowed only after enough runs on the threads
             self._measured_batches += 1
-        compute_ms = compute_s * 1000.0
-        device_id = self.workers.device_id
-        queue_ms = [(dispatched - item.enqueued) * 1000.0 for item in batch]
-        self._stats.record_batch(rows, compute_ms, queue_ms)
-        model, version, accelerated = self.model, self.version, self.accelerated
+        model, version, accelerated, device_id = self.model, self.version, self.accelerated, self.workers.device_id
         finished = time.monotonic()
-        if len(batch) == 1:
-            item = batch[0]
-            if not item.future.done():
+        if count == 1:
+            future = item.future
+            if not future.done():
                 total_ms = (finished - item.enqueued) * 1000.0
-                item.future.set_result(Prediction(model, version, outputs, queue_ms[0], compute_ms, rows, worker_id, device_id, accelerated, total_ms))
+                future.set_result(Prediction(model, version, outputs, waited, compute_ms, rows, worker_id, device_id, accelerated, total_ms))
             return
         for name, value in outputs.items():
             if value.ndim == 0 or value.shape[0] != rows:
