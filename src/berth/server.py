@@ -150,6 +150,9 @@ def serve(config: BerthConfig, *, log_level: str = "info") -> None:
         log_level=log_level,
         timeout_graceful_shutdown=int(config.server.drain_timeout_s) or None,
         h11_max_incomplete_event_size=64 * 1024,
+        # no "Server: uvicorn": what runs the server is nobody else's business (and it
+        # is one header fewer for uvicorn to check on every response)
+        server_header=False,
     )
     server = _Server(server_config)
     log.info("berth HTTP on http://%s:%d", config.server.host, config.server.http_port)

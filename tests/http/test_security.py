@@ -56,7 +56,9 @@ def repo(tmp_path: Path) -> Path:
 def test_unknown_host_and_cross_origin_writes_are_refused(repo: Path, make_server: Any) -> None:
     server = make_server({"repository": str(repo)})
     with server.client() as client:
-        assert client.post("/infer", json={**X, "model": "m"}).status_code == 200
+        answered = client.post("/infer", json={**X, "model": "m"})
+        assert answered.status_code == 200
+        assert "server" not in answered.headers  # the server software is not advertised
         rebound = client.post("/infer", json={**X, "model": "m"}, headers={"Host": "evil.example:80"})
         assert rebound.status_code == 421 and "Host" in rebound.json()["error"]
         assert client.get("/health", headers={"Host": "evil.example"}).status_code == 421
