@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..errors import BerthError
 from .disconnect import ClientDisconnected
 from .errors import REQUEST_ID_HEADER, STATUS, error_body, error_headers, scope_request_id
-from .metrics import RequestMetrics
+from .metrics import RequestMetrics, RouteMetrics
 
 log = logging.getLogger("berth.http")
 
@@ -39,8 +39,9 @@ JSON = b"application/json"
 _ID_HEADER = REQUEST_ID_HEADER.encode()
 #: the status recorded for a request whose client went away before its answer
 CLIENT_GONE = 499
-#: a fast route: its handler and metrics label; ``()`` where the Starlette app serves
-_Route = tuple[RawHandler, str] | tuple[()]
+#: a fast route: its handler and where its requests are counted; ``()`` where the
+#: Starlette app serves
+_Route = tuple[RawHandler, RouteMetrics | None] | tuple[()]
 _MATCHED_MAX = 1024
 
 
@@ -95,11 +96,14 @@ class FastLane:
         metrics: RequestMetrics | None = None,
     ) -> None:
         self.app = app
+        self.metrics = metrics
         # an exact path is its own metrics label (a fixed path is its own template)
-        self.routes: dict[tuple[str, str], _Route] = {key: (handler, key[1]) for key, handler in routes.items()}
+        self.routes: dict[tuple[str, str], _Route] = {key: (handler, self._recorder(*key)) for key, handler in routes.items()}
         self.prefix_routes = tuple(prefix_routes)
         self._matched: dict[tuple[str, str], _Route] = {}
-        self.metrics = metrics
+
+    def _recorder(self, method: str, label: str) -> RouteMetrics | None:
+        return self.metrics.route(method, label) if self.metrics is not None else None
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # a plain function: a request for another route costs no coroutine frame here
@@ -109,8 +113,8 @@ class FastLane:
             if route is None:
                 route = self._match(*key)
             if route:
-                handler, label = route
-                return self._serve(handler, label, scope, receive, send)
+                handler, recorder = route
+                return self._serve(handler, recorder, scope, receive, send)
         return self.app(scope, receive, send)
 
     def _match(self, method: str, path: str) -> _Route:
@@ -124,14 +128,14 @@ class FastLane:
                 and path.endswith(route.suffix)
                 and len(path) > len(route.prefix) + len(route.suffix)
             ):
-                found = (route.handler, f"{route.prefix}{{model}}{route.suffix}")
+                found = (route.handler, self._recorder(method, f"{route.prefix}{{model}}{route.suffix}"))
                 break
         if len(self._matched) >= _MATCHED_MAX:
             self._matched.clear()
         self._matched[(method, path)] = found
         return found
 
-    async def _serve(self, handler: RawHandler, label: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(self, handler: RawHandler, recorder: RouteMetrics | None, scope: Scope, receive: Receive, send: Send) -> None:
         # answer_errors written out here: one coroutine frame fewer on every request
         started = time.perf_counter()
         status = 500
@@ -140,8 +144,8 @@ class FastLane:
         except Exception as exc:  # noqa: BLE001 - answered by berth's error table
             status = await answer_error(exc, scope, send)
         finally:
-            if self.metrics is not None:
-                self.metrics.record(scope["method"], label, status, time.perf_counter() - started)
+            if recorder is not None:
+                recorder.record(status, time.perf_counter() - started)
 
 
 async def answer_errors(handler: RawHandler, scope: Scope, receive: Receive, send: Send) -> int:

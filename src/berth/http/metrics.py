@@ -10,8 +10,8 @@ from raw request paths, so a client cannot grow the label space.
 
 from __future__ import annotations
 
+import bisect
 import time
-from collections import defaultdict
 from typing import Any, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -29,20 +29,40 @@ from ..registry import ModelState
 _UNMATCHED = "<unmatched>"
 
 
+class RouteMetrics(Histogram):
+    """One route template's requests: a latency histogram plus a count per status,
+    recorded with one call."""
+
+    __slots__ = ("statuses",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statuses: dict[int, int] = {}
+
+    def record(self, status: int, seconds: float) -> None:
+        statuses = self.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+        self.count += 1
+
+
 class RequestMetrics:
     """ASGI middleware recording method, route template, status and duration.
 
     The fast lane (:class:`~berth.http.fastlane.FastLane`) sits in front of it and
-    calls :meth:`record` for the routes it answers itself."""
+    records the routes it answers itself, each into the :class:`RouteMetrics` it got
+    from :meth:`route` once."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
-        self.latency: dict[tuple[str, str], Histogram] = defaultdict(Histogram)
+        self.routes: dict[tuple[str, str], RouteMetrics] = {}
 
-    def record(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests[(method, route, status)] += 1
-        self.latency[(method, route)].observe(seconds)
+    def route(self, method: str, route: str) -> RouteMetrics:
+        metrics = self.routes.get((method, route))
+        if metrics is None:
+            metrics = self.routes[(method, route)] = RouteMetrics()
+        return metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,7 +80,7 @@ class RequestMetrics:
             await self.app(scope, receive, send_status)
         finally:
             route = getattr(scope.get("route"), "path", None) or _UNMATCHED
-            self.record(scope["method"], route, status[0], time.perf_counter() - started)
+            self.route(scope["method"], route).record(status[0], time.perf_counter() - started)
 
 
 class _EngineCollector(Collector):
@@ -70,12 +90,12 @@ class _EngineCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         requests = CounterMetricFamily("berth_http_requests", "HTTP requests by route template and status", labels=["method", "route", "status"])
-        for (method, route, status), count in list(self.http.requests.items()):
-            requests.add_metric([method, route, str(status)], count)
-        yield requests
         latency = HistogramMetricFamily("berth_http_request_duration_seconds", "HTTP request duration by route template", labels=["method", "route"])
-        for (method, route), histogram in list(self.http.latency.items()):
-            latency.add_metric([method, route], histogram.buckets(), histogram.total)
+        for (method, route), metrics in list(self.http.routes.items()):
+            for status, count in list(metrics.statuses.items()):
+                requests.add_metric([method, route, str(status)], count)
+            latency.add_metric([method, route], metrics.buckets(), metrics.total)
+        yield requests
         yield latency
 
         registry = self.engine.registry
