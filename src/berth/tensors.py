@@ -73,7 +73,7 @@ def checked_element_count(shape: tuple[int, ...] | list[int], limit: int) -> int
     """
     count = 1
     for dim in shape:
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
+        if type(dim) is not int or dim < 0:  # exactly int: a boolean is no dimension
             raise ValueError(f"shape {list(shape)} must hold non-negative integers")
         count *= dim
         if count > limit:

@@ -214,7 +214,8 @@ def _input_specs(value: Any, has_binary_header: bool) -> tuple[_InputSpec, ...]:
         if not isinstance(shape, list):
             raise InvalidInput(f"input '{name}' needs a 'shape' array")
         count = declared_element_count(name, shape)
-        size = _parameters(item.get("parameters"), f"input '{name}'").get("binary_data_size")
+        parameters = item.get("parameters")
+        size = None if parameters is None else _parameters(parameters, f"input '{name}'").get("binary_data_size")
         dtype = declared_dtype(name, datatype)
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
