@@ -152,6 +152,15 @@ def test_refuses_bytes_data_that_does_not_hold_exactly_its_elements(raw: bytes, 
 def test_element_counts_are_bounded_while_multiplied() -> None:
     with pytest.raises(OverflowError):
         tensors.checked_element_count([2**40, 2**40], MAX_TENSOR_ELEMENTS)
+    assert tensors.checked_element_count([1, 28, 28], MAX_TENSOR_ELEMENTS) == 784
+    assert tensors.checked_element_count([], MAX_TENSOR_ELEMENTS) == 1
+
+
+@pytest.mark.parametrize("shape", [[True, 4], [1, False], [-1, 4], [1.0, 4], ["2", 4], [None]])
+def test_a_dimension_must_be_a_non_negative_int(shape: list[object]) -> None:
+    # a JSON true is an int to Python: it must not pass for a dimension of 1
+    with pytest.raises(ValueError, match="non-negative integers"):
+        tensors.checked_element_count(shape, MAX_TENSOR_ELEMENTS)  # type: ignore[arg-type]
 
 
 # ── the client refuses what the server refuses ───────────────────────────────
