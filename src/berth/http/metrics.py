@@ -10,7 +10,6 @@ from raw request paths, so a client cannot grow the label space.
 
 from __future__ import annotations
 
-import bisect
 import time
 from typing import Any, Iterator
 
@@ -42,9 +41,7 @@ class RouteMetrics(Histogram):
     def record(self, status: int, seconds: float) -> None:
         statuses = self.statuses
         statuses[status] = statuses.get(status, 0) + 1
-        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
-        self.total += seconds
-        self.count += 1
+        self.observe(seconds)
 
 
 class RequestMetrics:
