@@ -19,6 +19,7 @@ recorded by the :class:`~berth.http.metrics.RequestMetrics` middleware behind it
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Awaitable, Callable, NamedTuple, Sequence
@@ -42,7 +43,6 @@ CLIENT_GONE = 499
 #: a fast route: its handler and where its requests are counted; ``()`` where the
 #: Starlette app serves
 _Route = tuple[RawHandler, RouteMetrics | None] | tuple[()]
-_MATCHED_MAX = 1024
 
 
 async def send_json(
@@ -100,7 +100,8 @@ class FastLane:
         # an exact path is its own metrics label (a fixed path is its own template)
         self.routes: dict[tuple[str, str], _Route] = {key: (handler, self._recorder(*key)) for key, handler in routes.items()}
         self.prefix_routes = tuple(prefix_routes)
-        self._matched: dict[tuple[str, str], _Route] = {}
+        # bounded, since paths come from clients; they repeat the same few model paths
+        self._matched = functools.lru_cache(maxsize=1024)(self._match)
 
     def _recorder(self, method: str, label: str) -> RouteMetrics | None:
         return self.metrics.route(method, label) if self.metrics is not None else None
@@ -108,19 +109,15 @@ class FastLane:
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # a plain function: a request for another route costs no coroutine frame here
         if scope["type"] == "http":
-            key = (scope["method"], scope["path"])
-            route = self.routes.get(key) or self._matched.get(key)
-            if route is None:
-                route = self._match(*key)
+            method, path = scope["method"], scope["path"]
+            route = self.routes.get((method, path)) or self._matched(method, path)
             if route:
                 handler, recorder = route
                 return self._serve(handler, recorder, scope, receive, send)
         return self.app(scope, receive, send)
 
     def _match(self, method: str, path: str) -> _Route:
-        """The prefix route serving ``method path`` (``()`` for none), remembered:
-        clients repeat the same few model paths. Bounded, since paths come from clients."""
-        found: _Route = ()
+        """The prefix route serving ``method path``, or ``()`` for none."""
         for route in self.prefix_routes:
             if (
                 method == route.method
@@ -128,12 +125,8 @@ class FastLane:
                 and path.endswith(route.suffix)
                 and len(path) > len(route.prefix) + len(route.suffix)
             ):
-                found = (route.handler, self._recorder(method, f"{route.prefix}{{model}}{route.suffix}"))
-                break
-        if len(self._matched) >= _MATCHED_MAX:
-            self._matched.clear()
-        self._matched[(method, path)] = found
-        return found
+                return (route.handler, self._recorder(method, f"{route.prefix}{{model}}{route.suffix}"))
+        return ()
 
     async def _serve(self, handler: RawHandler, recorder: RouteMetrics | None, scope: Scope, receive: Receive, send: Send) -> None:
         # answer_errors written out here: one coroutine frame fewer on every request

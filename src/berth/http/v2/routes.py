@@ -10,6 +10,7 @@ invalid 400, …), which is what ``tritonclient`` reads.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from starlette.requests import Request
@@ -45,27 +46,15 @@ def _target(name: str, version: str | None) -> tuple[str, str | None]:
     return name, version
 
 
-_targets: dict[str, tuple[str, str | None]] = {}  # infer path -> (model, version), bounded
-_TARGETS_MAX = 1024
-
-
+@functools.lru_cache(maxsize=1024)  # bounded: paths come from clients; they repeat a few
 def _infer_target(path: str) -> tuple[str, str | None]:
-    """(model, version) from ``/v2/models/{m}[/versions/{v}]/infer``, remembered for the
-    few paths clients repeat."""
-    target = _targets.get(path)
-    if target is not None:
-        return target
+    """(model, version) from ``/v2/models/{m}[/versions/{v}]/infer``."""
     parts = path[len(_MODELS) : -len(_INFER)].split("/")
     if len(parts) == 1:
-        target = _target(parts[0], None)
-    elif len(parts) == 3 and parts[1] == "versions":
-        target = _target(parts[0], parts[2])
-    else:
-        raise ModelNotFound(f"no endpoint at {path[:200]}")
-    if len(_targets) >= _TARGETS_MAX:
-        _targets.clear()
-    _targets[path] = target
-    return target
+        return _target(parts[0], None)
+    if len(parts) == 3 and parts[1] == "versions":
+        return _target(parts[0], parts[2])
+    raise ModelNotFound(f"no endpoint at {path[:200]}")
 
 
 def _path_target(request: Request) -> tuple[str, str | None]:
