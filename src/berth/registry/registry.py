@@ -180,26 +180,22 @@ class Registry:
         entry = self.entries.get((name, version)) if version else self._default_entries.get(name)
         if entry is None or entry.state is not ModelState.READY:
             return None
-        # _hold for a hit, written out for the data plane's every request; recency is
-        # stamped when the hold is given back (a held model is not evictable meanwhile)
-        entry.leases += 1
-        self.holds += 1
-        stats = entry.stats
-        stats.hits += 1
-        stats.uses_since_load += 1
-        return entry
+        return self._hold(entry, True, False)
 
-    def _hold(self, entry: ModelEntry, *, count_use: bool, missed: bool) -> ModelEntry:
-        """Hold a READY entry. A hold that is not a use (metadata lookups) leaves the
-        usage counts and recency, which drive eviction, as they were."""
+    def _hold(self, entry: ModelEntry, count_use: bool, missed: bool) -> ModelEntry:
+        """Hold a READY entry. A use counts as a hit or a miss; recency is stamped when
+        a use's hold is given back (:meth:`release`), and a held model is not evictable
+        meanwhile. A hold that is not a use (metadata lookups) leaves the usage counts
+        and recency, which drive eviction, as they were."""
         entry.leases += 1
         self.holds += 1
         if count_use:
+            stats = entry.stats
             if missed:
-                entry.stats.misses += 1
+                stats.misses += 1
             else:
-                entry.stats.hits += 1
-            entry.stats.touch()
+                stats.hits += 1
+            stats.uses_since_load += 1
         return entry
 
     async def acquire(self, name: str, version: str | None = None, deadline: float | None = None, *, count_use: bool = True) -> Lease:
@@ -221,7 +217,7 @@ class Registry:
         while True:
             state = entry.state
             if state is ModelState.READY:
-                return self._hold(entry, count_use=count_use, missed=missed)
+                return self._hold(entry, count_use, missed)
             if state is ModelState.FAILED and time.monotonic() - entry.failed_at < self._crashes.retry_after(entry.key, FAILED_RETRY_S):
                 raise ModelNotReady(f"model '{entry.name}' failed to load: {entry.reason}")
             missed = True

@@ -37,10 +37,6 @@ class ModelStats:
         """Uses in all: every use is a hit (the model was resident) or a miss."""
         return self.hits + self.misses
 
-    def touch(self) -> None:
-        self.uses_since_load += 1
-        self.last_used_mono = time.monotonic()
-
     @property
     def last_used(self) -> float | None:
         """Wall-clock time of the last use (derived, so the hot path reads one clock)."""
@@ -56,10 +52,7 @@ class ModelStats:
         self.inference_count += requests
         self._latency_sum_ms += compute_ms * requests
         self._queue_sum_ms += queued_ms
-        if requests == 1:
-            self._latencies_ms.append(compute_ms)
-        else:
-            self._latencies_ms.extend(itertools.repeat(compute_ms, min(requests, _WINDOW)))
+        self._latencies_ms.extend(itertools.repeat(compute_ms, min(requests, _WINDOW)))
 
     def record_eviction(self, reason: str) -> None:
         self.evictions += 1
