@@ -106,16 +106,9 @@ class Engine:
         """
         entry = self.registry.hold_ready(model, version)
         if entry is None:
-            build = functools.partial(value_feeds, values, batched=batched, model=model)
+            build = functools.partial(self._value_feeds, values=values, batched=batched, model=model)
             return self._hold_then_submit(model, version, timeout_s, build, None)
-        runtime = entry.runtime
-        assert runtime is not None  # READY
-        try:
-            feeds = value_feeds(values, runtime.signature, batched=batched, model=model)
-        except BaseException:
-            self.registry.release(entry)
-            raise
-        return self._submit(entry, feeds, self._deadline(timeout_s))
+        return self._submit(entry, self._value_feeds(entry, values=values, batched=batched, model=model), self._deadline(timeout_s))
 
     def _deadline(self, timeout_s: float | None) -> float:
         return time.monotonic() + (timeout_s if timeout_s is not None else self.default_timeout_s)
@@ -125,7 +118,7 @@ class Engine:
         model: str,
         version: str | None,
         timeout_s: float | None,
-        build_feeds: Callable[[Signature], Mapping[str, np.ndarray]] | None,
+        build_feeds: Callable[[ModelEntry], Mapping[str, np.ndarray]] | None,
         inputs: Mapping[str, np.ndarray] | None,
     ) -> Prediction:
         """A request for a model that is not READY: hold it (loading it if needed, within
@@ -138,16 +131,18 @@ class Engine:
         finally:
             self._holding -= 1
         if build_feeds is not None:
-            inputs = self._built_feeds(entry, build_feeds)
+            inputs = build_feeds(entry)
         assert inputs is not None
         prediction = await self._submit(entry, inputs, deadline)
         prediction.total_ms = (time.monotonic() - started) * 1000.0  # the load wait included
         return prediction
 
-    def _built_feeds(self, entry: ModelEntry, build: Callable[[Signature], Mapping[str, np.ndarray]]) -> Mapping[str, np.ndarray]:
-        assert entry.runtime is not None
+    def _value_feeds(self, entry: ModelEntry, *, values: np.ndarray, batched: bool, model: str) -> dict[str, np.ndarray]:
+        """:func:`value_feeds` for a held entry, giving the hold back if the numbers do
+        not fit the model."""
+        assert entry.runtime is not None  # READY
         try:
-            return build(entry.runtime.signature)
+            return value_feeds(values, entry.runtime.signature, batched=batched, model=model)
         except BaseException:
             self.registry.release(entry)
             raise
