@@ -350,6 +350,7 @@ JSON_CASES: list[tuple[str, str, Any, int, str]] = [
     ("wrong shape", "lin", _lin(shape=[2, 2]), 400, "must have shape"),
     ("data longer than shape", "lin", _lin(data=[1, 2, 3, 4, 5]), 400, "has 5 values"),
     ("ragged data", "lin", _lin(data=[[1, 2], [3]], shape=[2, 2]), 400, "rectangular"),
+    ("mixed nesting", "lin", _lin(data=[1, [2], 3, 4]), 400, "rectangular"),
     ("string in numbers", "lin", _lin(data=[1, 2, "3", 4]), 400, "only numbers"),
     ("boolean in numbers", "lin", _lin(data=[1, True, 3, 4]), 400, "boolean"),
     ("numeric string first in nested data", "lin", _lin(data=[["1", 2, 3, 4]]), 400, "only numbers"),

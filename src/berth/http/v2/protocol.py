@@ -6,9 +6,11 @@ rest holds the tensors whose input carries ``parameters.binary_data_size``, back
 back in the order those inputs appear in the JSON (little-endian, row-major; BOOL one
 byte per element; BYTES a 4-byte little-endian length before each element).
 
-Binary tensors go through the raw codec in :mod:`berth.tensors` (shared with gRPC and
-the client) and become ``numpy.frombuffer`` views over the request body, never built
-through Python lists. Every size is checked before anything is allocated: a shape's
+JSON ``data`` arrays of float inputs are read by :mod:`.lazy_json` (simdjson, straight
+into numpy) when the body is plain enough for it; every other body takes orjson and the
+checks below. Binary tensors go through the raw codec in :mod:`berth.tensors` (shared
+with gRPC and the client) and become ``numpy.frombuffer`` views over the request body,
+never built through Python lists. Every size is checked before anything is allocated: a shape's
 element count is bounded while it is multiplied out, JSON ``data`` must hold exactly
 that many values, and the binary sizes must add up to the binary section exactly.
 
@@ -37,6 +39,7 @@ from ...tensors import (
     little_endian,
 )
 from ..json_numbers import numbers_only
+from .lazy_json import LazyArray, float_tensor, parse_lazily
 
 __all__ = [
     "InferRequest",
@@ -137,6 +140,9 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
             return _request(plan, binary, _no_json_data)
     if not len(json_part):
         raise InvalidInput("the request has no JSON part; send an inference request object")
+    lazy = parse_lazily(json_part)
+    if lazy is not None:  # its data arrays stay on simdjson's tape for _json_tensor
+        return _request(_plan(lazy, header_length is not None), binary, _not_asked)
     try:
         document = orjson.loads(json_part)
     except orjson.JSONDecodeError as exc:
@@ -164,6 +170,12 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
 
 def _no_json_data() -> bool:
     raise AssertionError("a cached plan has binary inputs only: no JSON data to prove")
+
+
+def _not_asked() -> bool:
+    """The proof for a lazily parsed request: its data arrays are read from simdjson's
+    tape, and any that is converted to Python values takes the checked path."""
+    return False
 
 
 def _plan(document: dict[str, Any], has_binary_header: bool) -> _Plan:
@@ -267,6 +279,13 @@ def _arrays(specs: tuple[_InputSpec, ...], binary: memoryview, plain: Callable[[
 def _json_tensor(name: str, datatype: str, dtype: np.dtype, shape: list[int], count: int, data: Any, plain: bool) -> np.ndarray:
     if datatype in _BINARY_ONLY:
         raise InvalidInput(f"input '{name}': {datatype} has no JSON form; send it as binary data (binary_data_size)")
+    if type(data) is LazyArray:
+        if dtype.kind == "f":
+            direct = float_tensor(name, datatype, dtype, count, data)
+            if direct is not None:
+                return direct.reshape(shape)
+        data = data.as_list()  # not flat floats: the checked path below decides
+        plain = False
     if not isinstance(data, list):
         raise InvalidInput(f"input '{name}': 'data' must be an array")
     if datatype == "BYTES":

@@ -1,0 +1,108 @@
+"""V2 JSON requests read with simdjson: the tensors must come out exactly as the plain
+parse makes them, and every body the lazy reader cannot vouch for must go back to the
+plain parse (its error messages are tested in test_v2_protocol.py's bad-input matrix)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from berth.errors import InvalidInput
+from berth.http.v2.lazy_json import LazyArray, parse_lazily
+from berth.http.v2.protocol import parse_infer_request
+
+
+def _body(data: Any, datatype: str = "FP32", shape: list[int] | None = None, **extra: Any) -> bytes:
+    count = len(data) if isinstance(data, list) else 1
+    item = {"name": "x", "datatype": datatype, "shape": shape or [1, count], "data": data}
+    return orjson.dumps({"inputs": [item], **extra})
+
+
+def test_flat_float_data_stays_lazy_and_reads_exactly() -> None:
+    values = np.random.default_rng(0).random(784).round(3).tolist()
+    body = _body(values, shape=[1, 28, 28], outputs=[{"name": "y", "parameters": {"binary_data": False}}], id="r1")
+    document = parse_lazily(body)
+    assert document is not None
+    assert type(document["inputs"][0]["data"]) is LazyArray
+    assert document["outputs"] == [{"name": "y", "parameters": {"binary_data": False}}] and document["id"] == "r1"
+    request = parse_infer_request(body, None)
+    array = request.inputs["x"]
+    assert array.dtype == np.float32 and array.shape == (1, 28, 28)
+    assert np.array_equal(array, np.asarray(values, dtype=np.float32).reshape(1, 28, 28))
+    assert request.id == "r1" and request.outputs is not None and request.outputs[0].binary is False
+
+
+def test_fp64_and_integers_in_float_data_are_exact() -> None:
+    request = parse_infer_request(_body([1, 2.5, -3e-2, 9007199254740993], datatype="FP64"), None)
+    assert request.inputs["x"].dtype == np.float64
+    assert request.inputs["x"].tolist() == [[1.0, 2.5, -0.03, 9007199254740992.0]]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _body([[1, 2], [3, 4]], shape=[2, 2]),  # nested: numpy checks the shape
+        _body([1, [2], 3, 4], shape=[1, 4]),  # mixed nesting, right count at the top
+        _body([1, [], [2, 3], 4], shape=[1, 4]),  # ragged, right count at the top
+        _body([1, 2], id="a[b"),  # a bracket inside a string
+        b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1,1],"data":[1],"data":[2]}]}',  # repeated key
+        b'{"inputs":[],"inputs":[{"name":"x","datatype":"FP32","shape":[1,1],"data":[1]}]}',
+        b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1,1],"data":[1]}]',  # not JSON
+        b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1,1],"data":["\xff"]}]}',  # not UTF-8
+        b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1,1],"data":[123456789012345678901234567890]}]}',
+        b'[1, 2]',  # not an object
+        b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1,1],"parameters":{"binary_data_size":4}}]}',  # no JSON data
+    ],
+)
+def test_bodies_the_lazy_reader_hands_back(body: bytes) -> None:
+    assert parse_lazily(body) is None
+
+
+def test_a_repeated_key_keeps_the_last_as_the_plain_parse_does() -> None:
+    body = b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1,1],"data":[1]}],"inputs":[{"name":"x","datatype":"FP32","shape":[1,2],"data":[5,6]}]}'
+    assert parse_infer_request(body, None).inputs["x"].tolist() == [[5.0, 6.0]]
+
+
+def test_mixed_nesting_is_refused_like_any_ragged_array() -> None:
+    with pytest.raises(InvalidInput, match="rectangular"):
+        parse_infer_request(_body([1, [2], 3, 4], shape=[1, 4]), None)
+
+
+@pytest.mark.parametrize(
+    "data,needle",
+    [
+        ([1, True, 3], "boolean"),
+        ([1, "2", 3], "only numbers"),
+        ([1, None, 3], "only numbers"),
+        ([1, {"a": 1}, 3], "only numbers"),
+        ([1, 2, 1e39], "out of range"),
+        ([1, 2], "has 2 values"),
+    ],
+)
+def test_what_float_data_must_not_hold(data: list[Any], needle: str) -> None:
+    body = _body(data, shape=[1, 3])
+    with pytest.raises(InvalidInput, match=needle):
+        parse_infer_request(body, None)
+
+
+def test_integer_and_boolean_inputs_take_the_checked_path() -> None:
+    assert parse_infer_request(_body([1, -2, 3], datatype="INT32"), None).inputs["x"].tolist() == [[1, -2, 3]]
+    assert parse_infer_request(_body([True, False], datatype="BOOL"), None).inputs["x"].tolist() == [[True, False]]
+    with pytest.raises(InvalidInput, match="integers"):
+        parse_infer_request(_body([1, 2.5], datatype="INT32"), None)
+    with pytest.raises(InvalidInput, match="out of range"):
+        parse_infer_request(_body([1, 300], datatype="INT8"), None)
+
+
+def test_json_data_beside_a_binary_input() -> None:
+    head = orjson.dumps({
+        "inputs": [
+            {"name": "a", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]},
+            {"name": "b", "datatype": "FP32", "shape": [1, 2], "parameters": {"binary_data_size": 8}},
+        ]
+    })  # fmt: skip
+    request = parse_infer_request(head + np.array([3, 4], dtype="<f4").tobytes(), len(head))
+    assert request.inputs["a"].tolist() == [[1.0, 2.0]] and request.inputs["b"].tolist() == [[3.0, 4.0]]
