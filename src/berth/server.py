@@ -23,6 +23,7 @@ from .engine import Engine
 from .errors import ConfigError
 from .grpc.server import GrpcServer, start_grpc
 from .http import create_app
+from .http.protocol import HttpProtocol
 
 log = logging.getLogger("berth.server")
 
@@ -153,6 +154,7 @@ def serve(config: BerthConfig, *, log_level: str = "info") -> None:
         # no "Server: uvicorn": what runs the server is nobody else's business (and it
         # is one header fewer for uvicorn to check on every response)
         server_header=False,
+        http=HttpProtocol,  # httptools, each response head written with its body
     )
     server = _Server(server_config)
     log.info("berth HTTP on http://%s:%d", config.server.host, config.server.http_port)
