@@ -48,6 +48,7 @@ def test_fp64_and_integers_in_float_data_are_exact() -> None:
         _body([1, [2], 3, 4], shape=[1, 4]),  # mixed nesting, right count at the top
         _body([1, [], [2, 3], 4], shape=[1, 4]),  # ragged, right count at the top
         _body([1, 2], id="a[b"),  # a bracket inside a string
+        _body([1, 2], parameters={"tags": [1, 2]}),  # an array inside a converted object
         b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1,1],"data":[1],"data":[2]}]}',  # repeated key
         b'{"inputs":[],"inputs":[{"name":"x","datatype":"FP32","shape":[1,1],"data":[1]}]}',
         b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1,1],"data":[1]}]',  # not JSON
@@ -106,3 +107,11 @@ def test_json_data_beside_a_binary_input() -> None:
     })  # fmt: skip
     request = parse_infer_request(head + np.array([3, 4], dtype="<f4").tobytes(), len(head))
     assert request.inputs["a"].tolist() == [[1.0, 2.0]] and request.inputs["b"].tolist() == [[3.0, 4.0]]
+
+
+def test_a_parse_while_the_last_document_is_alive_still_works() -> None:
+    kept = parse_lazily(_body([1, 2]))
+    assert kept is not None  # its lazy array holds the shared parser's document
+    again = parse_lazily(_body([3, 4, 5]))
+    assert again is not None and len(again["inputs"][0]["data"]) == 3
+    assert np.frombuffer(kept["inputs"][0]["data"].as_buffer(of_type="d")).tolist() == [1.0, 2.0]

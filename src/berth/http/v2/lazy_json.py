@@ -5,7 +5,7 @@ element) then ``numpy.asarray`` (back out of them), plus a proof that the arrays
 only numbers (:mod:`berth.http.json_numbers`): three passes, two of them over hundreds
 of Python objects. simdjson parses the body once into its own tape, and an input's
 ``data`` array can be copied off that tape as doubles in one call (``as_buffer``), which
-also refuses anything that is not a number. So :func:`parse_request` turns the request
+also refuses anything that is not a number. So :func:`parse_lazily` turns the request
 object into Python values as usual except each input's ``data``, which stays a lazy
 simdjson ``Array`` for :func:`float_tensor` to read.
 
@@ -16,11 +16,17 @@ the plain parse decides, with its own error messages:
   the plain parser then says what is wrong, in the words it always has;
 - a repeated key in the request object or an input object (simdjson's lookup would
   find the first, JSON parsers in Python keep the last);
-- a ``[`` anywhere but where the request's own arrays start: a nested or ragged
-  ``data`` array, or a bracket inside a string. Each array of the document has exactly
-  one ``[`` in the raw bytes, so when their count equals the number of arrays the
-  converted parts hold plus one per lazy ``data``, every lazy array is flat. The count
-  takes one byte search per bracket, not a pass in Python.
+- a ``[`` anywhere but where the request's own top-level arrays start (``inputs``, each
+  array-valued field such as a ``shape``, each lazy ``data``): a nested or ragged
+  ``data`` array, an array inside a converted field, or a bracket inside a string.
+  Every array has exactly one ``[`` in the raw bytes, so when the raw count equals the
+  arrays counted, nothing else holds one: in particular every lazy array is flat. The
+  raw count takes one byte search per bracket, not a pass in Python.
+
+One parser serves every request while it is free: its buffers, sized for the largest
+body so far, stay allocated and warm. simdjson refuses to parse again while anything
+from its last document is alive (an exception still holding a lazy array, say); then a
+new parser is made for that request.
 """
 
 from __future__ import annotations
@@ -36,86 +42,81 @@ __all__ = ["LazyArray", "float_tensor", "parse_lazily"]
 
 LazyArray = simdjson.Array
 _Object = simdjson.Object
+_shared = simdjson.Parser()
 
 
 def parse_lazily(raw: bytes) -> dict[str, Any] | None:
     """The request object with each input's ``data`` left as a :data:`LazyArray`,
     or None when the plain parse should decide (see the module's notes)."""
     try:
-        root = simdjson.Parser().parse(raw)  # a parser per request: its arrays point into it
+        root = _shared.parse(raw)
     except (ValueError, RuntimeError):  # UnicodeDecodeError is a ValueError
-        return None
+        try:  # the shared parser may be busy (RuntimeError): a new one says for sure
+            root = simdjson.Parser().parse(raw)
+        except (ValueError, RuntimeError):
+            return None
     if type(root) is not _Object:
         return None
-    document = _object(root, "inputs")
-    if document is None:
+    converted = _object(root, "inputs")
+    if converted is None:
         return None
+    document, arrays = converted
     inputs = document.get("inputs")
     if type(inputs) is not LazyArray:
         return None  # no inputs array: nothing to read lazily
     items: list[Any] = []
+    arrays += 1  # the inputs array itself
     lazy = 0
     for item in inputs:
-        if type(item) is _Object:
-            converted = _object(item, "data")
-            if converted is None:
-                return None
-            lazy += type(converted.get("data")) is LazyArray
-            items.append(converted)
-        else:
-            items.append(item.as_list() if type(item) is LazyArray else item)
+        if type(item) is not _Object:
+            return None  # not an input object: the plain parse says so
+        converted = _object(item, "data")
+        if converted is None:
+            return None
+        fields, nested = converted
+        if type(fields.get("data")) is LazyArray:
+            lazy += 1
+        items.append(fields)
+        arrays += nested
     document["inputs"] = items
-    if not lazy or not _brackets(raw, _arrays_in(document) + lazy):
+    if not lazy or not _brackets(raw, arrays + lazy):
         return None
     return document
 
 
-def _object(obj: simdjson.Object, lazy_key: str | None) -> dict[str, Any] | None:
-    """A simdjson object as a dict, its ``lazy_key`` array left lazy; None on a repeated key."""
+def _object(obj: simdjson.Object, lazy_key: str) -> tuple[dict[str, Any], int] | None:
+    """A simdjson object as a dict with its ``lazy_key`` array left lazy, and how many
+    arrays the conversion made at its top level; None on a repeated key."""
     keys = list(obj.keys())
     if len(set(keys)) != len(keys):
         return None
     converted: dict[str, Any] = {}
+    arrays = 0
     for key in keys:
         value = obj[key]
-        if key == lazy_key and type(value) is LazyArray:
-            converted[key] = value
-        elif type(value) is _Object:
-            converted[key] = value.as_dict()
-        elif type(value) is LazyArray:
-            converted[key] = value.as_list()
-        else:
-            converted[key] = value
-    return converted
-
-
-def _arrays_in(value: dict[str, Any]) -> int:
-    """How many JSON arrays the converted document holds (lazy arrays not counted).
-    Only containers are visited: a shape's numbers cost a type check each."""
-    count = 0
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
-        if type(item) is list:
-            count += 1
-            children = item
-        else:
-            children = item.values()
-        for child in children:
-            if type(child) is list or type(child) is dict:
-                stack.append(child)
-    return count
+        kind = type(value)
+        if kind is LazyArray:
+            if key == lazy_key:
+                converted[key] = value
+                continue
+            value = value.as_list()
+            arrays += 1
+        elif kind is _Object:
+            value = value.as_dict()
+        converted[key] = value
+    return converted, arrays
 
 
 def _brackets(raw: bytes, expected: int) -> bool:
     """Whether ``raw`` holds exactly ``expected`` opening brackets."""
     found = 0
-    at = raw.find(b"[")
+    find = raw.find
+    at = find(b"[")
     while at >= 0:
         found += 1
         if found > expected:
             return False
-        at = raw.find(b"[", at + 1)
+        at = find(b"[", at + 1)
     return found == expected
 
 

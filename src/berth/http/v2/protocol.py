@@ -85,9 +85,10 @@ def parse_header_length(value: bytes | None) -> int | None:
     return int(text)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs a call per field, on every JSON request
 class _InputSpec:
-    """One input as the request's JSON describes it, checked."""
+    """One input as the request's JSON describes it, checked. Never changed once made
+    (cached plans share them)."""
 
     name: str
     datatype: str
@@ -101,9 +102,10 @@ class _InputSpec:
     raw_dtype: np.dtype | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as _InputSpec
 class _Plan:
-    """Everything a request's JSON part says, checked, apart from the tensors' bytes."""
+    """Everything a request's JSON part says, checked, apart from the tensors' bytes.
+    Never changed once made."""
 
     request_id: str | None
     inputs: tuple[_InputSpec, ...]
