@@ -429,9 +429,12 @@ class Batcher:
             waited = (dispatched - item.enqueued) * 1000.0
             self._stats.record_batch(rows, 1, compute_ms, waited)
         else:
-            rows = sum(item.rows for item in batch)
-            queue_ms = [(dispatched - item.enqueued) * 1000.0 for item in batch]
-            self._stats.record_batch(rows, count, compute_ms, sum(queue_ms))
+            rows = 0
+            queued_s = 0.0
+            for item in batch:  # a loop, not comprehensions: each of those is a call
+                rows += item.rows
+                queued_s += dispatched - item.enqueued
+            self._stats.record_batch(rows, count, compute_ms, queued_s * 1000.0)
         self._mean_batch_s = compute_s if self._mean_batch_s == 0 else 0.9 * self._mean_batch_s + 0.1 * compute_s
         row_s = compute_s / rows
         self._row_s = row_s if self._row_s == 0 else 0.9 * self._row_s + 0.1 * row_s
@@ -449,11 +452,16 @@ class Batcher:
             if value.ndim == 0 or value.shape[0] != rows:
                 self._fail_with(batch, f"model '{self.model}' output '{name}' does not keep the batch dimension; set max_batch_size: 1")
                 return
+        single = next(iter(outputs.items())) if len(outputs) == 1 else None
         offset = 0
-        for item, waited in zip(batch, queue_ms):
+        for item in batch:
             end = offset + item.rows
             if not item.future.done():
-                sliced = {n: v[offset:end] for n, v in outputs.items()}
+                if single is not None:
+                    sliced = {single[0]: single[1][offset:end]}
+                else:
+                    sliced = {n: v[offset:end] for n, v in outputs.items()}
+                waited = (dispatched - item.enqueued) * 1000.0
                 total_ms = (finished - item.enqueued) * 1000.0
                 item.future.set_result(Prediction(model, version, sliced, waited, compute_ms, rows, worker_id, device_id, accelerated, total_ms))
             offset = end
