@@ -115,3 +115,14 @@ def test_a_parse_while_the_last_document_is_alive_still_works() -> None:
     again = parse_lazily(_body([3, 4, 5]))
     assert again is not None and len(again["inputs"][0]["data"]) == 3
     assert np.frombuffer(kept["inputs"][0]["data"].as_buffer(of_type="d")).tolist() == [1.0, 2.0]
+
+
+def test_bodies_past_the_shared_parser_and_past_the_lazy_limit() -> None:
+    from berth.http.v2 import lazy_json
+
+    values = [0.5] * (lazy_json.SHARED_MAX_BYTES // 3)  # about 4 bytes each: past the shared parser
+    document = parse_lazily(_body(values))
+    assert document is not None and len(document["inputs"][0]["data"]) == len(values)
+    huge = _body([0.5] * (lazy_json.LAZY_MAX_BYTES // 3))
+    assert len(huge) > lazy_json.LAZY_MAX_BYTES and parse_lazily(huge) is None
+    assert parse_infer_request(huge, None).inputs["x"].shape == (1, lazy_json.LAZY_MAX_BYTES // 3)

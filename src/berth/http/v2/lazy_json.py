@@ -23,14 +23,18 @@ the plain parse decides, with its own error messages:
   arrays counted, nothing else holds one: in particular every lazy array is flat. The
   raw count takes one byte search per bracket, not a pass in Python.
 
-One parser serves every request while it is free: its buffers, sized for the largest
-body so far, stay allocated and warm. simdjson refuses to parse again while anything
-from its last document is alive (an exception still holding a lazy array, say); then a
-new parser is made for that request.
+simdjson's buffers take about eight times the document's size, so only bodies up to
+``LAZY_MAX_BYTES`` are read this way (bigger ones take the plain parse, as before). One
+parser per thread serves the bodies up to ``SHARED_MAX_BYTES`` while it is free: its
+buffers (a couple of megabytes at most) stay allocated and warm. A bigger body, or one
+that comes while anything from the shared parser's last document is still alive (an
+exception holding a lazy array, say; simdjson refuses to parse again then), gets a
+parser of its own, freed with the request.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -42,16 +46,24 @@ __all__ = ["LazyArray", "float_tensor", "parse_lazily"]
 
 LazyArray = simdjson.Array
 _Object = simdjson.Object
-_shared = simdjson.Parser()
+LAZY_MAX_BYTES = 4 * 1024 * 1024
+SHARED_MAX_BYTES = 256 * 1024
+_local = threading.local()  # a parser is not safe to share between threads
 
 
 def parse_lazily(raw: bytes) -> dict[str, Any] | None:
     """The request object with each input's ``data`` left as a :data:`LazyArray`,
     or None when the plain parse should decide (see the module's notes)."""
+    if len(raw) > LAZY_MAX_BYTES:
+        return None
     try:
-        root = _shared.parse(raw)
+        parser = _local.parser
+    except AttributeError:
+        parser = _local.parser = simdjson.Parser(max_capacity=SHARED_MAX_BYTES)
+    try:
+        root = parser.parse(raw)
     except (ValueError, RuntimeError):  # UnicodeDecodeError is a ValueError
-        try:  # the shared parser may be busy (RuntimeError): a new one says for sure
+        try:  # too big for the shared parser, or it is busy: a parser of its own says for sure
             root = simdjson.Parser().parse(raw)
         except (ValueError, RuntimeError):
             return None
