@@ -15,6 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import BerthServer
+from models import write_linear_softmax
 
 
 def write_digits(path: Path, *, seed: int = 0, classes: int = 10) -> np.ndarray:
@@ -108,3 +109,10 @@ def calls(log: Path) -> list[float]:
 def start_server(config: dict[str, Any], workdir: Path, **kwargs: Any) -> BerthServer:
     workdir.mkdir(parents=True, exist_ok=True)
     return BerthServer(config, workdir, **kwargs).start()
+
+
+def start_linear_server(root: Path) -> BerthServer:
+    """A berth server whose default model ``m`` is the small linear softmax (input [N, 4])."""
+    write_linear_softmax(root / "repo" / "m.onnx")
+    (root / "work").mkdir()
+    return BerthServer({"repository": str(root / "repo"), "default_model": "m"}, root / "work").start()

@@ -9,15 +9,12 @@ import pytest
 
 from berth.config import ServerConfig
 from conftest import BerthServer
-from models import write_linear_softmax
+from http_fixtures import start_linear_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
-    root = tmp_path_factory.mktemp("limits")
-    write_linear_softmax(root / "repo" / "m.onnx")
-    (root / "work").mkdir()
-    running = BerthServer({"repository": str(root / "repo"), "default_model": "m"}, root / "work").start()
+    running = start_linear_server(tmp_path_factory.mktemp("limits"))
     yield running
     running.stop()
 

@@ -12,7 +12,7 @@ import pytest
 
 from berth.http.protocol import _HeadJoiningTransport
 from conftest import BerthServer
-from models import write_linear_softmax
+from http_fixtures import start_linear_server
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n"
 
@@ -90,10 +90,7 @@ def test_other_writes_pass_straight_through() -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
-    root = tmp_path_factory.mktemp("protocol")
-    write_linear_softmax(root / "repo" / "m.onnx")
-    (root / "work").mkdir()
-    running = BerthServer({"repository": str(root / "repo"), "default_model": "m"}, root / "work").start()
+    running = start_linear_server(tmp_path_factory.mktemp("protocol"))
     yield running
     running.stop()
 
