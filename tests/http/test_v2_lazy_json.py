@@ -39,6 +39,9 @@ def test_fp64_and_integers_in_float_data_are_exact() -> None:
     request = parse_infer_request(_body([1, 2.5, -3e-2, 9007199254740993], datatype="FP64"), None)
     assert request.inputs["x"].dtype == np.float64
     assert request.inputs["x"].tolist() == [[1.0, 2.5, -0.03, 9007199254740992.0]]
+    # the tensor is a copy: the next request, parsed by the same parser, leaves it alone
+    parse_infer_request(_body([7, 8, 9, 10], datatype="FP64"), None)
+    assert request.inputs["x"].tolist() == [[1.0, 2.5, -0.03, 9007199254740992.0]]
 
 
 @pytest.mark.parametrize(

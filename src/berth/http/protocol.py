@@ -3,9 +3,10 @@
 uvicorn writes a response's status line and headers as soon as the app sends
 ``http.response.start`` and the body when it sends ``http.response.body``: two writes,
 so two system calls and, on a socket with Nagle's algorithm off (uvicorn turns it off),
-two TCP segments, each waking the client. For a small inference answer that second
-round is a large share of the server's cost per request: joining them measured 13–14%
-more requests per second at 8 connections on this project's 2-core machine.
+two TCP segments, each waking the client. Joined, a small answer costs one system call
+and one segment: under perf_analyzer (V2 binary) that measured 3–4% more requests per
+second at 8 connections and 2–7% at 64 on this project's 2-core machine; with wrk it is
+within the noise (bench/RESULTS.md).
 
 So the protocol hands uvicorn a transport that holds back a write which is a response
 head (it starts with the status line and ends with the blank line) and sends it with

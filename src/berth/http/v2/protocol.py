@@ -10,9 +10,10 @@ JSON ``data`` arrays of float inputs are read by :mod:`.lazy_json` (simdjson, st
 into numpy) when the body is plain enough for it; every other body takes orjson and the
 checks below. Binary tensors go through the raw codec in :mod:`berth.tensors` (shared
 with gRPC and the client) and become ``numpy.frombuffer`` views over the request body,
-never built through Python lists. Every size is checked before anything is allocated: a shape's
-element count is bounded while it is multiplied out, JSON ``data`` must hold exactly
-that many values, and the binary sizes must add up to the binary section exactly.
+never built through Python lists. Every size is checked before anything is allocated:
+a shape's element count is bounded while it is multiplied out, JSON ``data`` must hold
+exactly that many values, and the binary sizes must add up to the binary section
+exactly.
 
 Nothing here knows the Engine; :mod:`.routes` calls these functions around it.
 """
