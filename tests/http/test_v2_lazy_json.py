@@ -129,3 +129,67 @@ def test_bodies_past_the_shared_parser_and_past_the_lazy_limit() -> None:
     huge = _body([0.5] * (lazy_json.LAZY_MAX_BYTES // 3))
     assert len(huge) > lazy_json.LAZY_MAX_BYTES and parse_lazily(huge) is None
     assert parse_infer_request(huge, None).inputs["x"].shape == (1, lazy_json.LAZY_MAX_BYTES // 3)
+
+
+def _random_request(rng: np.random.Generator) -> bytes:
+    """A V2 JSON request of a random form: datatypes, nesting, odd values, odd keys."""
+    datatype = str(rng.choice(["FP32", "FP64", "FP32", "INT32", "INT8", "BOOL", "FP16"]))
+    rows, cols = int(rng.integers(1, 4)), int(rng.integers(1, 5))
+    values: list[Any] = [round(float(v), 3) for v in rng.standard_normal(rows * cols) * 10]
+    if datatype.startswith("INT"):
+        values = [int(v) for v in values]
+    if datatype == "BOOL":
+        values = [bool(v > 0) for v in values]
+    spoiler = int(rng.integers(0, 12))
+    if spoiler == 1:
+        values[int(rng.integers(len(values)))] = True
+    elif spoiler == 2:
+        values[int(rng.integers(len(values)))] = "1.5"
+    elif spoiler == 3:
+        values[int(rng.integers(len(values)))] = None
+    elif spoiler == 4:
+        values.append(1.0)
+    elif spoiler == 5:
+        values[0] = 1e39
+    data: Any = values
+    if rng.integers(0, 3) == 0:
+        data = [values[r * cols : (r + 1) * cols] for r in range(rows)]
+        if spoiler == 6 and rows > 1:
+            data[-1] = data[-1][:-1] + [[data[-1][-1]]]  # mixed depth
+    item: dict[str, Any] = {"name": "x", "datatype": datatype, "shape": [rows, cols], "data": data}
+    document: dict[str, Any] = {"inputs": [item]}
+    if spoiler == 7:
+        document["id"] = "a[b]"
+    if spoiler == 8:
+        document["parameters"] = {"binary_data_output": True, "tags": [1, 2]}
+    if spoiler == 9:
+        document["outputs"] = [{"name": "y", "parameters": {"binary_data": False}}]
+    body = orjson.dumps(document)
+    if spoiler == 10:  # a repeated key: the last one counts
+        body = body[:-1] + b',"inputs":' + orjson.dumps([{**item, "data": values[:1], "shape": [1, 1]}]) + b"}"
+    if spoiler == 11:
+        body = body.replace(b'"x"', b'"\\u0078"')  # an escaped name
+    return body
+
+
+def _outcome(body: bytes) -> tuple[str, Any]:
+    try:
+        request = parse_infer_request(body, None)
+    except InvalidInput as exc:
+        return "error", str(exc)
+    return "ok", {name: (array.dtype.str, array.shape, array.tolist()) for name, array in request.inputs.items()}
+
+
+def test_the_lazy_reader_agrees_with_the_plain_parse_on_random_requests() -> None:
+    """The same document, padded with whitespace past LAZY_MAX_BYTES so that only the
+    plain parse reads it, must give the same tensors or the same error."""
+    from berth.http.v2 import lazy_json
+
+    padding = b" " * (lazy_json.LAZY_MAX_BYTES + 1)
+    rng = np.random.default_rng(7)
+    lazily = 0
+    for _ in range(200):
+        body = _random_request(rng)
+        lazily += parse_lazily(body) is not None
+        assert _outcome(body) == _outcome(body + padding), body
+    assert lazily >= 50  # the lazy path was really exercised
