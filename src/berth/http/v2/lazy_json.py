@@ -7,7 +7,8 @@ of Python objects. simdjson parses the body once into its own tape, and an input
 ``data`` array can be copied off that tape as doubles in one call (``as_buffer``), which
 also refuses anything that is not a number. So :func:`parse_lazily` turns the request
 object into Python values as usual except each input's ``data``, which stays a lazy
-simdjson ``Array`` for :func:`float_tensor` to read.
+simdjson ``Array`` for :func:`float_tensor` to read (``as_buffer`` flattens nested
+arrays in row-major order).
 
 It only ever takes the easy cases and hands everything else back (``None``), so that
 the plain parse decides, with its own error messages:
@@ -16,12 +17,15 @@ the plain parse decides, with its own error messages:
   the plain parser then says what is wrong, in the words it always has;
 - a repeated key in the request object or an input object (simdjson's lookup would
   find the first, JSON parsers in Python keep the last);
-- a ``[`` anywhere but where the request's own top-level arrays start (``inputs``, each
-  array-valued field such as a ``shape``, each lazy ``data``): a nested or ragged
-  ``data`` array, an array inside a converted field, or a bracket inside a string.
-  Every array has exactly one ``[`` in the raw bytes, so when the raw count equals the
-  arrays counted, nothing else holds one: in particular every lazy array is flat. The
-  raw count takes one byte search per bracket, not a pass in Python.
+- a ragged ``data`` array: nested ``data`` is walked level by level (one step per
+  sub-array, none per number) and every array at one depth must have the same length;
+- a ``[`` anywhere but where the arrays counted start (``inputs``, each array-valued
+  field such as a ``shape``, each lazy ``data`` and its sub-arrays): an array nested
+  deeper on one side than on the other, an array inside a converted field, or a bracket
+  inside a string. Every array has exactly one ``[`` in the raw bytes, so when the raw
+  count equals the arrays counted, nothing else holds one: in particular no number of a
+  lazy array is an array in disguise. The raw count takes one byte search per bracket,
+  not a pass in Python.
 
 simdjson's buffers take about eight times the document's size, so only bodies up to
 ``LAZY_MAX_BYTES`` are read this way (bigger ones take the plain parse, as before). One
@@ -86,8 +90,12 @@ def parse_lazily(raw: bytes) -> dict[str, Any] | None:
         if converted is None:
             return None
         fields, nested = converted
-        if type(fields.get("data")) is LazyArray:
-            lazy += 1
+        data = fields.get("data")
+        if type(data) is LazyArray:
+            inner = _sub_arrays(data)
+            if inner is None:
+                return None
+            lazy += 1 + inner
         items.append(fields)
         arrays += nested
     document["inputs"] = items
@@ -119,6 +127,25 @@ def _object(obj: simdjson.Object, lazy_key: str) -> tuple[dict[str, Any], int] |
     return converted, arrays
 
 
+def _sub_arrays(array: simdjson.Array) -> int | None:
+    """How many arrays a lazy ``data`` array holds at any depth, when every array at one
+    depth has the same length (numbers, or anything but arrays, below the deepest); None
+    when it is ragged. Numbers are never visited: only the first element of each level."""
+    count = 0
+    level = [array]
+    while len(level[0]) and type(level[0][0]) is LazyArray:
+        width = len(level[0][0])
+        deeper = []
+        for outer in level:
+            for inner in outer:
+                if type(inner) is not LazyArray or len(inner) != width:
+                    return None
+                deeper.append(inner)
+        count += len(deeper)
+        level = deeper
+    return count
+
+
 def _brackets(raw: bytes, expected: int) -> bool:
     """Whether ``raw`` holds exactly ``expected`` opening brackets."""
     found = 0
@@ -133,13 +160,14 @@ def _brackets(raw: bytes, expected: int) -> bool:
 
 
 def float_tensor(name: str, datatype: str, dtype: np.dtype, count: int, data: simdjson.Array) -> np.ndarray | None:
-    """A flat lazy ``data`` array of ``count`` numbers as ``dtype`` (a float type), or
-    None when it holds something else (the checked path then says what)."""
-    if len(data) != count:
-        return None
+    """A lazy ``data`` array (flat, or nested and rectangular as :func:`parse_lazily`
+    checked) of ``count`` numbers as ``dtype`` (a float type), flattened in row-major
+    order; None when it holds something else (the checked path then says what)."""
     try:
         values = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
     except (TypeError, ValueError):  # a string, boolean, null or object among the numbers
+        return None
+    if values.size != count:
         return None
     if dtype == values.dtype:
         return values
