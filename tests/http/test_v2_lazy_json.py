@@ -105,8 +105,14 @@ def test_what_float_data_must_not_hold(data: list[Any], needle: str) -> None:
         parse_infer_request(body, None)
 
 
-def test_integer_and_boolean_inputs_take_the_checked_path() -> None:
-    assert parse_infer_request(_body([1, -2, 3], datatype="INT32"), None).inputs["x"].tolist() == [[1, -2, 3]]
+def test_integer_inputs_are_read_lazily_and_booleans_take_the_checked_path() -> None:
+    request = parse_infer_request(_body([1, -2, 3], datatype="INT32"), None)
+    assert request.inputs["x"].dtype == np.int32 and request.inputs["x"].tolist() == [[1, -2, 3]]
+    big = parse_infer_request(_body([2**62, -(2**62)], datatype="INT64"), None)
+    assert big.inputs["x"].tolist() == [[2**62, -(2**62)]]
+    assert parse_infer_request(_body([2**64 - 1], datatype="UINT64"), None).inputs["x"].tolist() == [[2**64 - 1]]
+    with pytest.raises(InvalidInput, match="out of range"):
+        parse_infer_request(_body([1, -1], datatype="UINT8"), None)
     assert parse_infer_request(_body([True, False], datatype="BOOL"), None).inputs["x"].tolist() == [[True, False]]
     with pytest.raises(InvalidInput, match="integers"):
         parse_infer_request(_body([1, 2.5], datatype="INT32"), None)
@@ -164,6 +170,8 @@ def _random_request(rng: np.random.Generator) -> bytes:
         values.append(1.0)
     elif spoiler == 5:
         values[0] = 1e39
+    elif spoiler == 8 and datatype.startswith("INT"):
+        values[0] = 300 if rng.integers(0, 2) else 2.0  # out of INT8's range; an integral fraction
     data: Any = values
     nesting = int(rng.integers(0, 4))
     if nesting == 1:
@@ -180,7 +188,7 @@ def _random_request(rng: np.random.Generator) -> bytes:
     document: dict[str, Any] = {"inputs": [item]}
     if spoiler == 7 and nesting != 1:
         document["id"] = "a[b]"
-    if spoiler == 8:
+    if spoiler == 8 and not datatype.startswith("INT"):
         document["parameters"] = {"binary_data_output": True, "tags": [1, 2]}
     if spoiler == 9:
         document["outputs"] = [{"name": "y", "parameters": {"binary_data": False}}]

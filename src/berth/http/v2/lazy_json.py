@@ -7,7 +7,7 @@ of Python objects. simdjson parses the body once into its own tape, and an input
 ``data`` array can be copied off that tape as doubles in one call (``as_buffer``), which
 also refuses anything that is not a number. So :func:`parse_lazily` turns the request
 object into Python values as usual except each input's ``data``, which stays a lazy
-simdjson ``Array`` for :func:`float_tensor` to read (``as_buffer`` flattens nested
+simdjson ``Array`` for :func:`number_tensor` to read (``as_buffer`` flattens nested
 arrays in row-major order).
 
 It only ever takes the easy cases and hands everything else back (``None``), so that
@@ -46,7 +46,7 @@ import simdjson
 
 from ...errors import InvalidInput
 
-__all__ = ["LazyArray", "float_tensor", "parse_lazily"]
+__all__ = ["LazyArray", "number_tensor", "parse_lazily"]
 
 LazyArray = simdjson.Array
 _Object = simdjson.Object
@@ -159,18 +159,28 @@ def _brackets(raw: bytes, expected: int) -> bool:
     return found == expected
 
 
-def float_tensor(name: str, datatype: str, dtype: np.dtype, count: int, data: simdjson.Array) -> np.ndarray | None:
+def number_tensor(name: str, datatype: str, dtype: np.dtype, count: int, data: simdjson.Array) -> np.ndarray | None:
     """A lazy ``data`` array (flat, or nested and rectangular as :func:`parse_lazily`
-    checked) of ``count`` numbers as ``dtype`` (a float type), flattened in row-major
-    order; None when it holds something else (the checked path then says what)."""
+    checked) of ``count`` numbers as ``dtype`` (a float or integer type), flattened in
+    row-major order; None when it holds anything else, such as a fraction for an
+    integer type (the checked path then says what)."""
+    floating = dtype.kind == "f"
     try:
-        values = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
+        if floating:
+            values = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
+        else:  # integers only: a fraction, a boolean or past int64 is refused here
+            values = np.frombuffer(data.as_buffer(of_type="i"), dtype=np.int64)
     except (TypeError, ValueError):  # a string, boolean, null or object among the numbers
         return None
     if values.size != count:
         return None
     if dtype == values.dtype:
         return values
+    if not floating:
+        info = np.iinfo(dtype)
+        if count and (values.min() < info.min or values.max() > info.max):
+            raise InvalidInput(f"input '{name}' holds an integer out of range for {datatype}")
+        return values.astype(dtype)
     # JSON numbers are finite doubles, so only the cast can make one infinite
     with np.errstate(over="raise"):
         try:

@@ -6,7 +6,7 @@ rest holds the tensors whose input carries ``parameters.binary_data_size``, back
 back in the order those inputs appear in the JSON (little-endian, row-major; BOOL one
 byte per element; BYTES a 4-byte little-endian length before each element).
 
-JSON ``data`` arrays of float inputs are read by :mod:`.lazy_json` (simdjson, straight
+JSON ``data`` arrays of numeric inputs are read by :mod:`.lazy_json` (simdjson, straight
 into numpy) when the body is plain enough for it; every other body takes orjson and the
 checks below. Binary tensors go through the raw codec in :mod:`berth.tensors` (shared
 with gRPC and the client) and become ``numpy.frombuffer`` views over the request body,
@@ -40,7 +40,7 @@ from ...tensors import (
     little_endian,
 )
 from ..json_numbers import numbers_only
-from .lazy_json import LazyArray, float_tensor, parse_lazily
+from .lazy_json import LazyArray, number_tensor, parse_lazily
 
 __all__ = [
     "InferRequest",
@@ -283,11 +283,11 @@ def _json_tensor(name: str, datatype: str, dtype: np.dtype, shape: list[int], co
     if datatype in _BINARY_ONLY:
         raise InvalidInput(f"input '{name}': {datatype} has no JSON form; send it as binary data (binary_data_size)")
     if type(data) is LazyArray:
-        if dtype.kind == "f":
-            direct = float_tensor(name, datatype, dtype, count, data)
+        if dtype.kind in "fiu":
+            direct = number_tensor(name, datatype, dtype, count, data)
             if direct is not None:
                 return direct.reshape(shape)
-        data = data.as_list()  # not flat floats: the checked path below decides
+        data = data.as_list()  # not plain numbers of that kind: the checked path decides
         plain = False
     if not isinstance(data, list):
         raise InvalidInput(f"input '{name}': 'data' must be an array")
