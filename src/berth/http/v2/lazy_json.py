@@ -4,8 +4,8 @@ The plain way from a V2 JSON body to a tensor is ``orjson.loads`` (one Python fl
 element) then ``numpy.asarray`` (back out of them), plus a proof that the arrays hold
 only numbers (:mod:`berth.http.json_numbers`): three passes, two of them over hundreds
 of Python objects. simdjson parses the body once into its own tape, and an input's
-``data`` array can be copied off that tape as doubles in one call (``as_buffer``), which
-also refuses anything that is not a number. So :func:`parse_lazily` turns the request
+``data`` array can be copied off that tape as doubles (or 64-bit integers) in one call
+(``as_buffer``), which also refuses anything that is not a number (or an integer). So :func:`parse_lazily` turns the request
 object into Python values as usual except each input's ``data``, which stays a lazy
 simdjson ``Array`` for :func:`number_tensor` to read (``as_buffer`` flattens nested
 arrays in row-major order).
