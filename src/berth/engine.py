@@ -87,8 +87,7 @@ class Engine:
         entry = self.registry.hold_ready(model, version)
         if entry is None:
             return self._hold_then_submit(model, version, timeout_s, None, inputs)
-        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.default_timeout_s)  # _deadline(), without the call
-        return self._submit(entry, inputs, deadline)
+        return self._submit(entry, inputs, self._deadline(timeout_s))
 
     def infer_values(
         self,

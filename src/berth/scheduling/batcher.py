@@ -452,15 +452,11 @@ class Batcher:
             if value.ndim == 0 or value.shape[0] != rows:
                 self._fail_with(batch, f"model '{self.model}' output '{name}' does not keep the batch dimension; set max_batch_size: 1")
                 return
-        single = next(iter(outputs.items())) if len(outputs) == 1 else None
         offset = 0
         for item in batch:
             end = offset + item.rows
             if not item.future.done():
-                if single is not None:
-                    sliced = {single[0]: single[1][offset:end]}
-                else:
-                    sliced = {n: v[offset:end] for n, v in outputs.items()}
+                sliced = {n: v[offset:end] for n, v in outputs.items()}
                 waited = (dispatched - item.enqueued) * 1000.0
                 total_ms = (finished - item.enqueued) * 1000.0
                 item.future.set_result(Prediction(model, version, sliced, waited, compute_ms, rows, worker_id, device_id, accelerated, total_ms))

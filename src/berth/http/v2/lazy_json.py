@@ -7,7 +7,7 @@ of Python objects. simdjson parses the body once into its own tape, and an input
 ``data`` array can be copied off that tape as doubles (or 64-bit integers) in one call
 (``as_buffer``), which also refuses anything that is not a number (or an integer). So :func:`parse_lazily` turns the request
 object into Python values as usual except each input's ``data``, which stays a lazy
-simdjson ``Array`` for :func:`number_tensor` to read (``as_buffer`` flattens nested
+simdjson ``Array`` for :func:`tape_numbers` to read (``as_buffer`` flattens nested
 arrays in row-major order).
 
 It only ever takes the easy cases and hands everything else back (``None``), so that
@@ -44,9 +44,8 @@ from typing import Any
 import numpy as np
 import simdjson
 
-from ...errors import InvalidInput
 
-__all__ = ["LazyArray", "number_tensor", "parse_lazily"]
+__all__ = ["LazyArray", "parse_lazily", "tape_numbers"]
 
 LazyArray = simdjson.Array
 _Object = simdjson.Object
@@ -159,31 +158,15 @@ def _brackets(raw: bytes, expected: int) -> bool:
     return found == expected
 
 
-def number_tensor(name: str, datatype: str, dtype: np.dtype, count: int, data: simdjson.Array) -> np.ndarray | None:
-    """A lazy ``data`` array (flat, or nested and rectangular as :func:`parse_lazily`
-    checked) of ``count`` numbers as ``dtype`` (a float or integer type), flattened in
-    row-major order; None when it holds anything else, such as a fraction for an
-    integer type (the checked path then says what)."""
-    floating = dtype.kind == "f"
+def tape_numbers(data: simdjson.Array, *, integers: bool) -> np.ndarray | None:
+    """A lazy ``data`` array's numbers (flat, or nested and rectangular as
+    :func:`parse_lazily` checked), flattened in row-major order: float64, or int64 when
+    ``integers``; None when it holds anything else (a string, boolean, null or object;
+    for integers also a fraction or a value past int64). The caller checks the count,
+    the range and the cast as it does for numbers parsed any other way."""
     try:
-        if floating:
-            values = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
-        else:  # integers only: a fraction, a boolean or past int64 is refused here
-            values = np.frombuffer(data.as_buffer(of_type="i"), dtype=np.int64)
-    except (TypeError, ValueError):  # a string, boolean, null or object among the numbers
+        if integers:
+            return np.frombuffer(data.as_buffer(of_type="i"), dtype=np.int64)
+        return np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
+    except (TypeError, ValueError):
         return None
-    if values.size != count:
-        return None
-    if dtype == values.dtype:
-        return values
-    if not floating:
-        info = np.iinfo(dtype)
-        if count and (values.min() < info.min or values.max() > info.max):
-            raise InvalidInput(f"input '{name}' holds an integer out of range for {datatype}")
-        return values.astype(dtype)
-    # JSON numbers are finite doubles, so only the cast can make one infinite
-    with np.errstate(over="raise"):
-        try:
-            return values.astype(dtype)
-        except FloatingPointError:
-            raise InvalidInput(f"input '{name}' holds a value out of range for {datatype}") from None

@@ -40,7 +40,7 @@ from ...tensors import (
     little_endian,
 )
 from ..json_numbers import numbers_only
-from .lazy_json import LazyArray, number_tensor, parse_lazily
+from .lazy_json import LazyArray, parse_lazily, tape_numbers
 
 __all__ = [
     "InferRequest",
@@ -283,10 +283,9 @@ def _json_tensor(name: str, datatype: str, dtype: np.dtype, shape: list[int], co
     if datatype in _BINARY_ONLY:
         raise InvalidInput(f"input '{name}': {datatype} has no JSON form; send it as binary data (binary_data_size)")
     if type(data) is LazyArray:
-        if dtype.kind in "fiu":
-            direct = number_tensor(name, datatype, dtype, count, data)
-            if direct is not None:
-                return direct.reshape(shape)
+        numbers = tape_numbers(data, integers=dtype.kind in "iu") if dtype.kind in "fiu" else None
+        if numbers is not None:  # numbers only, of the input's kind: no booleans to look for
+            return _checked_cast(name, datatype, dtype, shape, count, numbers, None, False)
         data = data.as_list()  # not plain numbers of that kind: the checked path decides
         plain = False
     if not isinstance(data, list):
@@ -310,14 +309,24 @@ def _json_tensor(name: str, datatype: str, dtype: np.dtype, shape: list[int], co
         array = np.asarray(data)
     except (ValueError, TypeError):
         raise InvalidInput(f"input '{name}': 'data' must be a rectangular array of values (nested or flat)") from None
+    return _checked_cast(name, datatype, dtype, shape, count, array, data, not plain)
+
+
+def _checked_cast(
+    name: str, datatype: str, dtype: np.dtype, shape: list[int], count: int, array: np.ndarray, data: Any, maybe_booleans: bool
+) -> np.ndarray:
+    """``array`` (the input's values as numpy read them) as ``dtype`` and ``shape``,
+    refusing a wrong count, values of the wrong kind and values out of range."""
     if array.size != count:
         raise InvalidInput(f"input '{name}' has {array.size} values; shape {shape} needs {count}")
     if count:
-        _check_kind(name, datatype, dtype, array, data, not plain)
-    with np.errstate(over="ignore", invalid="ignore"):
-        converted = array.astype(dtype, copy=False)
-    if dtype.kind == "f" and count and not np.isfinite(converted).all():
-        raise InvalidInput(f"input '{name}' holds a value out of range for {datatype}")
+        _check_kind(name, datatype, dtype, array, data, maybe_booleans)
+    # parsed JSON numbers are finite, so only the cast can make one infinite: it raises
+    try:
+        with np.errstate(over="raise"):
+            converted = array.astype(dtype, copy=False)
+    except FloatingPointError:
+        raise InvalidInput(f"input '{name}' holds a value out of range for {datatype}") from None
     return converted.reshape(shape)
 
 
