@@ -154,6 +154,10 @@ def serve(config: BerthConfig, *, log_level: str = "info") -> None:
         # no "Server: uvicorn": what runs the server is nobody else's business (and it
         # is one header fewer for uvicorn to check on every response)
         server_header=False,
+        # X-Forwarded-For / -Proto from trusted proxies are applied by berth's security
+        # gate, only to the requests that carry them, instead of by a middleware every
+        # request passes through (FORWARDED_ALLOW_IPS names the proxies, as for uvicorn)
+        proxy_headers=False,
         http=HttpProtocol,  # httptools, each response head written with its body
     )
     server = _Server(server_config)

@@ -1,16 +1,26 @@
-"""The transport ``berth serve`` gives uvicorn: a response head leaves with its body in
-one write, and never waits longer than one turn of the event loop. (Every HTTP, SSE and
-WebSocket test in the suite also runs through it, since they all start ``berth serve``.)"""
+"""The protocol ``berth serve`` gives uvicorn.
+
+Its transport sends a response head with its body in one write, and never holds a head
+longer than one turn of the event loop. Inference requests (``POST …/infer``) run on
+its lean cycle: HTTP semantics are checked here on the wire (keep-alive, pipelining,
+HTTP/1.0, ``Connection: close``, bodies in pieces, big bodies, ``Expect:
+100-continue``, chunked uploads, errors), and the ASGI side with small apps of the
+test's own. (Every HTTP, SSE and WebSocket test in the suite also runs through this
+protocol, since they all start ``berth serve``.)"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
-from typing import Any, Iterator
+import time
+from typing import Any, BinaryIO, Iterator
 
 import pytest
+import uvicorn
+from uvicorn.server import ServerState
 
-from berth.http.protocol import _HeadJoiningTransport
+from berth.http.protocol import HttpProtocol, _HeadJoiningTransport
 from conftest import BerthServer
 from http_fixtures import start_linear_server
 
@@ -41,7 +51,17 @@ class RecordingTransport:
         return 0
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 8080) if name == "sockname" else default
+        return {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 40000)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def sent(self) -> bytes:
+        """Everything written, in order."""
+        return b"".join(data if kind == "write" else b"".join(data) for kind, data in self.calls if kind != "close")
 
 
 def test_a_head_leaves_with_the_body_in_one_call() -> None:
@@ -109,3 +129,177 @@ def test_keep_alive_and_http_1_0_answers_arrive_whole(server: BerthServer) -> No
     head, _, body = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"content-length" in head.lower()
     assert int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]) == len(body)
+
+
+# ── the lean cycle, on the wire against a real server ─────────────────────────
+def _read_response(stream: BinaryIO) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One response off the stream: status, headers (lower-cased names), body."""
+    status = int(stream.readline().split()[1])
+    headers: dict[bytes, bytes] = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get(b"transfer-encoding") == b"chunked":
+        body = b""
+        while size := int(stream.readline().strip(), 16):
+            body += stream.read(size)
+            stream.readline()
+        stream.readline()
+        return status, headers, body
+    return status, headers, stream.read(int(headers.get(b"content-length", b"0")))
+
+
+def _request(host: str, body: bytes, *, path: str = "/infer", extra: str = "", version: str = "1.1") -> bytes:
+    return f"POST {path} HTTP/{version}\r\nHost: {host}\r\nContent-Type: application/json\r\n{extra}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+@pytest.fixture()
+def connection(server: BerthServer) -> Iterator[tuple[socket.socket, BinaryIO, str]]:
+    host = server.url.removeprefix("http://")
+    name, port = host.split(":")
+    with socket.create_connection((name, int(port)), timeout=10) as sock, sock.makefile("rb") as stream:
+        yield sock, stream, host
+
+
+SEED_BODY = json.dumps({"input": [1, 2, 3, 4]}).encode()
+V2_BODY = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}).encode()
+
+
+def _probs(body: bytes) -> list[float]:
+    return json.loads(body)["probs"]
+
+
+def test_inference_requests_keep_the_connection_alive(connection: tuple[socket.socket, BinaryIO, str]) -> None:
+    sock, stream, host = connection
+    answers = []
+    for path, body in [("/infer", SEED_BODY), ("/v2/models/m/infer", V2_BODY), ("/infer", SEED_BODY)]:
+        sock.sendall(_request(host, body, path=path))
+        answers.append(_read_response(stream))
+    assert [status for status, _, _ in answers] == [200, 200, 200]
+    status, headers, body = answers[0]
+    assert headers[b"content-type"] == b"application/json" and int(headers[b"content-length"]) == len(body)
+    assert b"date" in headers and len(headers[b"x-request-id"]) > 0 and b"connection" not in headers
+    assert _probs(body) == _probs(answers[2][2]) and len(_probs(body)) > 1
+    assert json.loads(answers[1][2])["outputs"][0]["shape"] == [1, len(_probs(body))]
+
+
+def test_pipelined_requests_are_answered_in_order(connection: tuple[socket.socket, BinaryIO, str]) -> None:
+    sock, stream, host = connection
+    ids = ["first", "second", "third"]
+    sock.sendall(b"".join(_request(host, SEED_BODY, extra=f"X-Request-Id: {rid}\r\n") for rid in ids))
+    answers = [_read_response(stream) for _ in ids]
+    assert [headers[b"x-request-id"].decode() for _, headers, _ in answers] == ids
+    assert all(status == 200 for status, _, _ in answers)
+
+
+@pytest.mark.parametrize("version, extra", [("1.0", ""), ("1.1", "Connection: close\r\n")])
+def test_http_1_0_and_connection_close_end_the_connection(connection: tuple[socket.socket, BinaryIO, str], version: str, extra: str) -> None:
+    sock, stream, host = connection
+    sock.sendall(_request(host, SEED_BODY, extra=extra, version=version))
+    status, headers, body = _read_response(stream)
+    assert status == 200 and len(_probs(body)) > 1
+    assert headers[b"connection"] == b"close"
+    assert stream.read() == b""  # the server closed the connection
+
+
+def test_a_body_in_pieces_and_a_body_past_the_read_buffer(connection: tuple[socket.socket, BinaryIO, str]) -> None:
+    sock, stream, host = connection
+    request = _request(host, SEED_BODY)
+    for start in range(0, len(request), 17):  # headers and body in small pieces, with pauses
+        sock.sendall(request[start : start + 17])
+        time.sleep(0.002)
+    assert _read_response(stream)[0] == 200
+    # 300 KB of JSON whitespace: uvicorn pauses reading past 64 KB until the app asks
+    padded = b'{"input": [1, 2, 3, 4]' + b" " * 300_000 + b"}"
+    sock.sendall(_request(host, padded))
+    status, _, body = _read_response(stream)
+    assert status == 200 and len(_probs(body)) > 1
+
+
+def test_expect_100_continue_and_a_chunked_upload(connection: tuple[socket.socket, BinaryIO, str]) -> None:
+    sock, stream, host = connection
+    head = f"POST /infer HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {len(SEED_BODY)}\r\n\r\n"
+    sock.sendall(head.encode())
+    assert stream.readline() == b"HTTP/1.1 100 Continue\r\n" and stream.readline() == b"\r\n"
+    sock.sendall(SEED_BODY)
+    assert _read_response(stream)[0] == 200
+    chunked = f"POST /infer HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    for piece in (SEED_BODY[:9], SEED_BODY[9:]):
+        chunked += b"%x\r\n%b\r\n" % (len(piece), piece)
+    sock.sendall(chunked + b"0\r\n\r\n")
+    status, _, body = _read_response(stream)
+    assert status == 200 and len(_probs(body)) > 1
+
+
+def test_errors_answer_in_shape_and_keep_the_connection(connection: tuple[socket.socket, BinaryIO, str]) -> None:
+    sock, stream, host = connection
+    sock.sendall(_request(host, b'{"input": [1, 2,'))
+    status, headers, body = _read_response(stream)
+    assert status == 400 and "not valid JSON" in json.loads(body)["error"]
+    assert json.loads(body)["request_id"] == headers[b"x-request-id"].decode()
+    sock.sendall(_request(host, V2_BODY, path="/v2/models/nope/infer"))
+    assert _read_response(stream)[0] == 404
+    sock.sendall(_request(host, SEED_BODY, path="/no/such/infer"))  # not a fast-lane route: Starlette answers
+    status, headers, body = _read_response(stream)
+    assert status == 404 and int(headers[b"content-length"]) == len(body) and "no endpoint" in json.loads(body)["error"]
+    # declared too big: refused from the headers alone, before any of the body is sent
+    sock.sendall(f"POST /infer HTTP/1.1\r\nHost: {host}\r\nContent-Length: {10**10}\r\n\r\n".encode())
+    status, _, body = _read_response(stream)
+    assert status == 413 and "limit" in json.loads(body)["error"]
+
+
+# ── the lean cycle's ASGI side, with apps of the test's own ───────────────────
+def _serve_once(app: Any, request: bytes) -> RecordingTransport:
+    """Feed ``request`` to a fresh protocol running ``app``; what it wrote."""
+
+    async def scenario() -> RecordingTransport:
+        config = uvicorn.Config(app, http=HttpProtocol, lifespan="off", proxy_headers=False, log_level="critical", interface="asgi3")
+        config.load()
+        state = ServerState()
+        protocol = HttpProtocol(config=config, server_state=state, app_state={}, _loop=asyncio.get_running_loop())
+        transport = RecordingTransport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol.data_received(request)
+        for _ in range(100):
+            await asyncio.sleep(0)
+            if not state.tasks:
+                break
+        return transport
+
+    return asyncio.run(scenario())
+
+
+LEAN_REQUEST = b"POST /m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def test_a_streamed_answer_is_chunked_and_a_whole_one_counted() -> None:
+    async def streaming(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["body"] == b"{}"
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"one", "more_body": True})
+        await send({"type": "http.response.body", "body": b"two"})
+
+    async def whole(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+
+    streamed = _serve_once(streaming, LEAN_REQUEST).sent()
+    assert streamed.endswith(b"\r\ntransfer-encoding: chunked\r\n\r\n3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n")
+    counted = _serve_once(whole, LEAN_REQUEST)
+    assert counted.sent().startswith(b"HTTP/1.1 201 Created\r\n") and counted.sent().endswith(b"content-length: 4\r\n\r\ndone")
+    assert counted.calls[0][0] == "writelines" and len(counted.calls) == 1  # head and body in one call
+
+
+@pytest.mark.parametrize("header", [(b"x-evil", b"a\r\nset-cookie: b"), (b"bad name", b"v")])
+def test_a_failing_app_or_a_header_that_breaks_its_line_is_a_500_and_a_close(header: tuple[bytes, bytes]) -> None:
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        raise ValueError("boom")
+
+    async def smuggling(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [header]})
+        await send({"type": "http.response.body", "body": b"x"})
+
+    for app in (failing, smuggling):
+        transport = _serve_once(app, LEAN_REQUEST)
+        assert transport.sent().startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), app
+        assert b"set-cookie" not in transport.sent() and transport.closing

@@ -72,6 +72,22 @@ def test_unknown_host_and_cross_origin_writes_are_refused(repo: Path, make_serve
         assert client.get("/health", headers={"Origin": "http://evil.example"}).status_code == 200
 
 
+def test_management_through_a_proxy_is_judged_by_the_client_it_names(repo: Path, make_server: Any) -> None:
+    """With no admin token, management is for loopback clients only; a loopback peer
+    that is a proxy (``FORWARDED_ALLOW_IPS``, loopback by default) forwarding a remote
+    client's request does not make that client local."""
+    server = make_server({"repository": str(repo)})
+    with server.client() as client:
+        assert client.post("/models/m/load").status_code == 200
+        forwarded = client.post("/models/m/load", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert forwarded.status_code == 403 and "loopback" in forwarded.json()["error"]
+        chained = client.post("/models/m/load", headers={"X-Forwarded-For": "203.0.113.9, 127.0.0.1"})
+        assert chained.status_code == 403  # the nearest client the trusted proxies name
+        local = client.post("/models/m/load", headers={"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "https"})
+        assert local.status_code == 200
+        assert client.post("/infer", json={**X, "model": "m"}, headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 200
+
+
 def test_cors_for_allowed_origins_only(repo: Path, make_server: Any) -> None:
     """A page from an allowed origin can call berth from a browser (preflight answered
     without credentials, responses readable, berth's headers exposed); other origins get

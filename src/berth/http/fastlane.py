@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import BerthError
 from .disconnect import ClientDisconnected
+from .lean_cycle import LeanCycle, header_lines
 from .errors import REQUEST_ID_HEADER, STATUS, error_body, error_headers, scope_request_id
 from .metrics import RequestMetrics, RouteMetrics
 
@@ -49,7 +50,16 @@ async def send_json(
     send: Send, status: int, body: bytes, rid: str, extra: dict[str, str] | None = None, *, content_type: bytes = JSON
 ) -> int:
     """Answer with ``body`` in one message, with its length (not chunked) and the
-    request id; returns ``status`` for the handler to return."""
+    request id; returns ``status`` for the handler to return.
+
+    Served by a :class:`~berth.http.lean_cycle.LeanCycle`, the answer is written at once,
+    with no ASGI messages."""
+    if send.__class__ is LeanCycle:
+        lines = b"content-type: %b\r\ncontent-length: %d\r\n%b: %b\r\n" % (content_type, len(body), _ID_HEADER, rid.encode())
+        if extra:
+            lines += header_lines(extra)
+        if send.respond(status, lines, body):  # type: ignore[attr-defined]
+            return status
     headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), (_ID_HEADER, rid.encode())]
     if extra:
         headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]

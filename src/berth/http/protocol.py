@@ -20,13 +20,19 @@ that one turn. Order and bytes on the wire are exactly what uvicorn wrote.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .lean_cycle import LeanCycle
+
 __all__ = ["HttpProtocol"]
 
 _STATUS_LINE_START = b"HTTP/1.1 "
+# a path ending in /infer made of plain path characters only: nothing to unescape, no
+# query or fragment to split off, so the scope's path is the bytes as they came
+_LEAN_PATH = re.compile(rb"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*/infer\Z")
 _HEAD_END = b"\r\n\r\n"
 
 
@@ -82,7 +88,60 @@ class _HeadJoiningTransport:
 
 
 class HttpProtocol(HttpToolsProtocol):
-    """What ``berth serve`` gives uvicorn as its ``http`` protocol."""
+    """What ``berth serve`` gives uvicorn as its ``http`` protocol: the head-joining
+    transport, and a :class:`~berth.http.lean_cycle.LeanCycle` for inference requests.
+
+    A request takes the lean cycle when it is a ``POST`` to a plain path ending in
+    ``/infer`` (seed-000 ``/infer`` and every V2 infer route): no query, no
+    percent-escapes, no upgrade, and uvicorn not limiting concurrency. Everything else
+    takes uvicorn's own cycle. Both run the same ASGI app.
+    """
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(_HeadJoiningTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        url = self.url
+        expect = dict(self.headers).get(b"expect")
+        if expect is not None and expect.lower() == b"100-continue":
+            self.expect_100_continue = True
+        if (
+            _LEAN_PATH.match(url) is None
+            or parser.get_method() != b"POST"
+            or parser.should_upgrade()
+            or self.limit_concurrency is not None
+        ):
+            super().on_headers_complete()
+            return
+        # what uvicorn puts in the scope here, for a path that needs no parsing
+        scope = self.scope
+        http_version = parser.get_http_version()
+        scope["method"] = "POST"
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        root = self.root_path
+        scope["path"] = root + url.decode("ascii") if root else url.decode("ascii")
+        scope["raw_path"] = root.encode("ascii") + url if root else url
+        scope["query_string"] = b""
+        existing = self.cycle
+        keep_alive = http_version != "1.0" and parser.should_keep_alive()
+        self.cycle = cycle = LeanCycle(self, scope, keep_alive)  # type: ignore[assignment]  # the cycle's duck type
+        if self.expect_100_continue:
+            cycle.waiting_for_100_continue = True
+        if existing is None or existing.response_complete:
+            self._start_asgi_task(cycle, self.app)  # type: ignore[arg-type]
+        else:  # pipelined behind a request still being answered: queued as uvicorn queues
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, self.app))  # type: ignore[arg-type]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # uvicorn's, less its test for ``Expect`` on every header (done once, above)
+        self.headers.append((name.lower(), value))
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if cycle.__class__ is LeanCycle:
+            cycle.take_body(body)  # type: ignore[attr-defined]
+        else:
+            super().on_body(body)

@@ -30,11 +30,13 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
+import os
 import re
 from itertools import chain
 from typing import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ..config import BerthConfig
 from ..credentials import matching_key
@@ -81,9 +83,13 @@ _CORS_EXPOSE = [
 ]
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 #: the headers the gate acts on besides Host; a request with none of them takes the short way
-_CHECKED_HEADERS = frozenset(
-    {b"origin", b"authorization", b"x-api-key", b"x-admin-token", b"access-control-request-method", b"x-request-id"}
-)
+_CHECKED_HEADERS = frozenset({
+    b"origin", b"authorization", b"x-api-key", b"x-admin-token", b"access-control-request-method", b"x-request-id",
+    b"x-forwarded-for", b"x-forwarded-proto",
+})  # fmt: skip
+#: the proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: uvicorn's setting
+#: and default, which berth applies here instead of in a middleware of uvicorn's own
+_FORWARDED_ALLOW_IPS = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 _MAX_HOST_VERDICTS = 256
 
 
@@ -124,6 +130,10 @@ class SecurityGate:
         self._host_verdicts: dict[bytes | None, bool] = {}  # raw Host header -> allowed
         self._max_header_bytes = int(config.server.max_header_kb * 1024)
         self._quotas = quotas
+        # a request through a trusted proxy is judged by the client the proxy names
+        # (the loopback-only rule for management depends on it): the proxy's headers are
+        # applied, then the request comes back through the gate
+        self._forwarded = ProxyHeadersMiddleware(self, _FORWARDED_ALLOW_IPS)
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # a plain function handing back the next awaitable: no coroutine frame of its
@@ -147,6 +157,9 @@ class SecurityGate:
             scope["berth.request_id"] = fresh_request_id()
             refusal = self._refusal(scope, host, None, None, None, None)
             return self.app(scope, receive, send) if refusal is None else self._refuse(scope, send, refusal, None)
+        if (b"x-forwarded-for" in headers or b"x-forwarded-proto" in headers) and "berth.forwarded" not in scope:
+            scope["berth.forwarded"] = True
+            return self._forwarded(scope, receive, send)  # type: ignore[arg-type]
         origin = get(b"origin")
         assign_request_id(scope, get(b"x-request-id"))
         if (
