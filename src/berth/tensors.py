@@ -8,6 +8,7 @@ and the Python client alike.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -65,12 +66,24 @@ def v2_datatype(dtype: np.dtype) -> str:
     return datatype
 
 
+_SHORT_SHAPE = 8
+_INT_ONLY = frozenset({int})  # exactly int: a boolean is no dimension
+
+
 def checked_element_count(shape: tuple[int, ...] | list[int], limit: int) -> int:
     """Product of ``shape``, refusing negative dims and products past ``limit``.
 
     Python ints do not overflow, but a hostile shape like ``[2**40, 2**40]`` must be
-    refused before anything allocates, so the product is bounded as it is built.
+    refused before anything allocates, so the product is bounded as it is built. A
+    short shape of positive integers (every real one) is checked with a few calls into C
+    instead: its product has at most a few hundred bits, and without a zero no partial
+    product is bigger than the whole.
     """
+    if len(shape) <= _SHORT_SHAPE and set(map(type, shape)) <= _INT_ONLY and (not shape or min(shape) > 0):
+        count = math.prod(shape)
+        if count <= limit:
+            return count
+        raise OverflowError(f"shape {list(shape)} has more than {limit} elements")
     count = 1
     for dim in shape:
         if type(dim) is not int or dim < 0:  # exactly int: a boolean is no dimension

@@ -40,6 +40,11 @@ def request_headers(scope: Scope) -> dict[bytes, bytes]:
 
 async def read_raw_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """:func:`read_body` for a raw ASGI handler."""
+    whole = scope.get("berth.body")
+    if whole is not None:  # the whole body came before the app started (a lean cycle's)
+        if len(whole) > limit:
+            raise PayloadTooLarge(f"request body of {len(whole)} bytes is over the {limit}-byte limit")
+        return whole
     declared = request_headers(scope).get(b"content-length")
     if declared is not None:
         if not declared.isdigit():

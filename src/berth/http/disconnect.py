@@ -11,15 +11,21 @@ it is started only for work still pending after ``WATCH_AFTER_S``: pending reque
 in a per-loop watch list that one timer sweeps every ``WATCH_AFTER_S``, and a request
 still waiting at its second sweep gets its watcher. A request answered soon costs a
 dict entry put and deleted, not a timer of its own.
+
+A request served by a :class:`~berth.http.lean_cycle.LeanCycle` (the inference routes)
+needs none of that: berth's HTTP protocol tells its cycle when the connection is lost,
+and the cycle cancels the task awaiting the work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Awaitable, TypeVar
+from typing import Any, Awaitable, TypeVar
 
 from starlette.types import Receive
+
+from .lean_cycle import LeanCycle
 
 T = TypeVar("T")
 
@@ -79,6 +85,27 @@ class _WatchList:
             self.sweeping = False
 
 
+async def _cancel_on_lost_connection(cycle: LeanCycle, task: asyncio.Task[Any], work: Awaitable[T]) -> T:
+    """:func:`cancel_on_disconnect` for a request on a lean cycle, which hears of a lost
+    connection from the protocol itself: no watcher task, no sweeps."""
+    if cycle.disconnected:  # gone already: the work never starts
+        if isinstance(work, asyncio.Future):
+            work.cancel()
+        elif asyncio.iscoroutine(work):
+            work.close()
+        raise ClientDisconnected()
+    cycle.watcher = task
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if cycle.gone_while_watched:
+            task.uncancel()
+            raise ClientDisconnected() from None
+        raise
+    finally:
+        cycle.watcher = None
+
+
 _watch_lists: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _WatchList] = weakref.WeakKeyDictionary()
 _last: list[_WatchList | None] = [None]  # the list of the loop used last: one server, one loop
 
@@ -103,6 +130,9 @@ async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
         return work.result()  # answered already (a request run at once): nothing to watch
     task = asyncio.current_task()
     assert task is not None
+    cycle = getattr(receive, "__self__", None)
+    if cycle.__class__ is LeanCycle:
+        return await _cancel_on_lost_connection(cycle, task, work)  # type: ignore[arg-type]
     watch_list = _watch_list()
     waiting = watch_list.young
     waiting[task] = receive

@@ -47,20 +47,33 @@ _Route = tuple[RawHandler, RouteMetrics | None] | tuple[()]
 
 
 async def send_json(
-    send: Send, status: int, body: bytes, rid: str, extra: dict[str, str] | None = None, *, content_type: bytes = JSON
+    send: Send,
+    status: int,
+    body: bytes,
+    rid: str,
+    extra: dict[str, str] | None = None,
+    *,
+    content_type: bytes = JSON,
+    number: tuple[bytes, int] | None = None,
 ) -> int:
     """Answer with ``body`` in one message, with its length (not chunked) and the
-    request id; returns ``status`` for the handler to return.
+    request id; returns ``status`` for the handler to return. ``number`` is one more
+    header, a lower-case name of the caller's and an integer value (the JSON length of
+    a V2 binary answer): nothing in it needs checking.
 
     Served by a :class:`~berth.http.lean_cycle.LeanCycle`, the answer is written at once,
     with no ASGI messages."""
     if send.__class__ is LeanCycle:
         lines = b"content-type: %b\r\ncontent-length: %d\r\n%b: %b\r\n" % (content_type, len(body), _ID_HEADER, rid.encode())
+        if number is not None:
+            lines += b"%b: %d\r\n" % number
         if extra:
             lines += header_lines(extra)
         if send.respond(status, lines, body):  # type: ignore[attr-defined]
             return status
     headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), (_ID_HEADER, rid.encode())]
+    if number is not None:
+        headers.append((number[0], b"%d" % number[1]))
     if extra:
         headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})

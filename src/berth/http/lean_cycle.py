@@ -99,7 +99,6 @@ class LeanCycle:
 
     # per-request state that starts the same for every request lives on the class: an
     # instance sets only what differs
-    waiting_for_100_continue = False
     disconnected = False
     more_body = True  # the protocol's on_message_complete sets it False
     buffered = 0  # bytes of body waiting in ``chunks``
@@ -109,6 +108,11 @@ class LeanCycle:
     _head_written = False
     _chunked = False
     _remaining = -1  # bytes still owed under the response's Content-Length; -1: none given
+    _continue_checked = False  # whether an ``Expect: 100-continue`` was looked for (once)
+    #: the handler task awaiting work for this request, cancelled if the client leaves
+    #: (berth.http.disconnect.cancel_on_disconnect)
+    watcher: asyncio.Task[Any] | None = None
+    gone_while_watched = False
 
     def __init__(self, protocol: Any, scope: dict[str, Any], keep_alive: bool) -> None:
         self.protocol = protocol
@@ -135,6 +139,12 @@ class LeanCycle:
 
     # ── the ASGI app's side ────────────────────────────────────────────────
     async def run_asgi(self, app: Any) -> None:
+        chunks = self.chunks
+        if not self.more_body and chunks:
+            # the whole body is here (a small request comes in one read): a raw handler
+            # takes it from the scope (berth.http.body.read_raw_body), with no message;
+            # ``receive`` still hands it over to anyone who asks
+            self.scope["berth.body"] = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
             result = await app(self.scope, self.receive, self)
         except BaseException as exc:
@@ -160,10 +170,14 @@ class LeanCycle:
         self.keep_alive = False
         self.transport.close()
 
+    def client_gone(self) -> None:
+        """The connection was lost (the protocol's ``connection_lost``)."""
+        watcher = self.watcher
+        if watcher is not None and not self.response_complete:
+            self.gone_while_watched = True
+            watcher.cancel()
+
     async def receive(self) -> dict[str, Any]:
-        if self.waiting_for_100_continue and not self.transport.is_closing():
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            self.waiting_for_100_continue = False
         while not self.disconnected and not self.response_complete:
             chunks = self.chunks
             if chunks or (not self.more_body and not self.body_taken):
@@ -175,9 +189,21 @@ class LeanCycle:
                 return {"type": "http.request", "body": body, "more_body": more_body}
             # nothing to hand over: wait for more body, the end of the response, or the
             # client leaving
+            if self.more_body and not self._continue_checked:
+                self._continue_checked = True
+                self._send_continue_if_expected()
             self.flow.resume_reading()
             await self.message_event.wait_and_clear()
         return {"type": "http.disconnect"}
+
+    def _send_continue_if_expected(self) -> None:
+        """A client that sent ``Expect: 100-continue`` waits for this before it sends
+        the body, so it is sent when the app first waits for body that has not come."""
+        for name, value in self.scope["headers"]:
+            if name == b"expect" and value.lower() == b"100-continue":
+                if not self.transport.is_closing():
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                return
 
     def respond(self, status: int, header_lines: bytes, body: bytes) -> bool:
         """Answer at once with ``body`` and the header lines given (``name: value\\r\\n``
@@ -188,7 +214,7 @@ class LeanCycle:
         if self.response_started or self.disconnected or self.flow.write_paused:
             return False
         self.response_started = self.response_complete = self._head_written = True
-        self.waiting_for_100_continue = False
+        self._continue_checked = True  # no interim answer after the final one
         protocol = self.protocol
         if not self.keep_alive:
             header_lines += b"connection: close\r\n"
@@ -212,7 +238,7 @@ class LeanCycle:
             if kind != "http.response.start":
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{kind}'.")
             self.response_started = True
-            self.waiting_for_100_continue = False
+            self._continue_checked = True
             self._status = message["status"]
             self._headers = message.get("headers", ())
             return

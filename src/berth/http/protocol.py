@@ -103,15 +103,15 @@ class HttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         parser = self.parser
         url = self.url
-        expect = dict(self.headers).get(b"expect")
-        if expect is not None and expect.lower() == b"100-continue":
-            self.expect_100_continue = True
         if (
             _LEAN_PATH.match(url) is None
             or parser.get_method() != b"POST"
             or parser.should_upgrade()
             or self.limit_concurrency is not None
         ):
+            # uvicorn's cycle, told of ``Expect: 100-continue`` as its on_header would
+            expect = dict(self.headers).get(b"expect")
+            self.expect_100_continue = expect is not None and expect.lower() == b"100-continue"
             super().on_headers_complete()
             return
         # what uvicorn puts in the scope here, for a path that needs no parsing
@@ -127,8 +127,6 @@ class HttpProtocol(HttpToolsProtocol):
         existing = self.cycle
         keep_alive = http_version != "1.0" and parser.should_keep_alive()
         self.cycle = cycle = LeanCycle(self, scope, keep_alive)  # type: ignore[assignment]  # the cycle's duck type
-        if self.expect_100_continue:
-            cycle.waiting_for_100_continue = True
         if existing is None or existing.response_complete:
             self._start_asgi_task(cycle, self.app)  # type: ignore[arg-type]
         else:  # pipelined behind a request still being answered: queued as uvicorn queues
@@ -136,8 +134,14 @@ class HttpProtocol(HttpToolsProtocol):
             self.pipeline.appendleft((cycle, self.app))  # type: ignore[arg-type]
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # uvicorn's, less its test for ``Expect`` on every header (done once, above)
+        # uvicorn's, less its test for ``Expect`` on every header (done once, when needed)
         self.headers.append((name.lower(), value))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        cycle = self.cycle
+        super().connection_lost(exc)
+        if cycle.__class__ is LeanCycle:
+            cycle.client_gone()  # type: ignore[union-attr]
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle

@@ -155,6 +155,8 @@ class SecurityGate:
         if _CHECKED_HEADERS.isdisjoint(headers):
             # the common request: no origin, no credentials, no request id of its own
             scope["berth.request_id"] = fresh_request_id()
+            if (self._any_host or self._host_verdicts.get(host)) and self._open(scope["method"], scope["path"]):
+                return self.app(scope, receive, send)
             refusal = self._refusal(scope, host, None, None, None, None)
             return self.app(scope, receive, send) if refusal is None else self._refuse(scope, send, refusal, None)
         if (b"x-forwarded-for" in headers or b"x-forwarded-proto" in headers) and "berth.forwarded" not in scope:
@@ -231,6 +233,12 @@ class SecurityGate:
         if client and _is_loopback(client[0]):
             return None
         return 403, "management is allowed from loopback only when no admin token is configured", []
+
+    def _open(self, method: str, path: str) -> bool:
+        """Whether a request without credentials may call this route: a public one, or
+        a data one while no API keys are set."""
+        route_class = classify(method, path)
+        return route_class == PUBLIC or (route_class == DATA and not self._api_keys)
 
     def _host_allowed(self, host: bytes | None) -> bool:
         if self._any_host:

@@ -24,8 +24,7 @@ the plain parse decides, with its own error messages:
   deeper on one side than on the other, an array inside a converted field, or a bracket
   inside a string. Every array has exactly one ``[`` in the raw bytes, so when the raw
   count equals the arrays counted, nothing else holds one: in particular no number of a
-  lazy array is an array in disguise. The raw count takes one byte search per bracket,
-  not a pass in Python.
+  lazy array is an array in disguise. The raw count is one ``bytes.count``, in C.
 
 simdjson's buffers take about eight times the document's size, so only bodies up to
 ``LAZY_MAX_BYTES`` are read this way (bigger ones take the plain parse, as before). One
@@ -45,18 +44,18 @@ import numpy as np
 import simdjson
 
 
-__all__ = ["LazyArray", "parse_lazily", "tape_numbers"]
+__all__ = ["LazyArray", "parse_lazily", "parse_root", "skeleton", "tape_numbers"]
 
 LazyArray = simdjson.Array
 _Object = simdjson.Object
 LAZY_MAX_BYTES = 4 * 1024 * 1024
 SHARED_MAX_BYTES = 256 * 1024
+SKELETON_MAX_BYTES = 4096
 _local = threading.local()  # a parser is not safe to share between threads
 
 
-def parse_lazily(raw: bytes) -> dict[str, Any] | None:
-    """The request object with each input's ``data`` left as a :data:`LazyArray`,
-    or None when the plain parse should decide (see the module's notes)."""
+def parse_root(raw: bytes) -> simdjson.Object | None:
+    """The body as a simdjson object, or None (too big, not JSON, not an object)."""
     if len(raw) > LAZY_MAX_BYTES:
         return None
     try:
@@ -70,7 +69,14 @@ def parse_lazily(raw: bytes) -> dict[str, Any] | None:
             root = simdjson.Parser().parse(raw)
         except (ValueError, RuntimeError):
             return None
-    if type(root) is not _Object:
+    return root if type(root) is _Object else None
+
+
+def parse_lazily(raw: bytes) -> dict[str, Any] | None:
+    """The request object with each input's ``data`` left as a :data:`LazyArray`,
+    or None when the plain parse should decide (see the module's notes)."""
+    root = parse_root(raw)
+    if root is None:
         return None
     converted = _object(root, "inputs")
     if converted is None:
@@ -98,7 +104,7 @@ def parse_lazily(raw: bytes) -> dict[str, Any] | None:
         items.append(fields)
         arrays += nested
     document["inputs"] = items
-    if not lazy or not _brackets(raw, arrays + lazy):
+    if not lazy or raw.count(b"[") != arrays + lazy:
         return None
     return document
 
@@ -145,17 +151,29 @@ def _sub_arrays(array: simdjson.Array) -> int | None:
     return count
 
 
-def _brackets(raw: bytes, expected: int) -> bool:
-    """Whether ``raw`` holds exactly ``expected`` opening brackets."""
-    found = 0
+def skeleton(raw: bytes) -> bytes | None:
+    """``raw`` less the contents of its first ``"data":[…]`` array (or, failing that,
+    ``"data": […]``, as ``json.dumps`` writes it), when that array is flat and holds no
+    string, object or array: what stays the same between requests that differ only in
+    one input's numbers. None for any other body.
+
+    Two valid JSON documents whose skeletons are equal differ only in the values inside
+    that one array: the bytes cut out hold no quote, brace or bracket, so they are a
+    run of scalar values in both, and everything else parses the same. (The array's key
+    is ``data``, or a key ending in an escaped ``"data``; either way its values are
+    only ever read as an input's data.)"""
     find = raw.find
-    at = find(b"[")
-    while at >= 0:
-        found += 1
-        if found > expected:
-            return False
-        at = find(b"[", at + 1)
-    return found == expected
+    start = find(b'"data":[') + 8
+    if start < 8:
+        start = find(b'"data": [') + 9  # as json.dumps writes it
+        if start < 9:
+            return None
+    end = find(b"]", start)
+    if end < 0 or len(raw) - (end - start) > SKELETON_MAX_BYTES:
+        return None
+    if find(b"[", start, end) >= 0 or find(b'"', start, end) >= 0 or find(b"{", start, end) >= 0:
+        return None
+    return raw[:start] + raw[end:]
 
 
 def tape_numbers(data: simdjson.Array, *, integers: bool) -> np.ndarray | None:

@@ -40,7 +40,7 @@ from ...tensors import (
     little_endian,
 )
 from ..json_numbers import numbers_only
-from .lazy_json import LazyArray, parse_lazily, tape_numbers
+from .lazy_json import LazyArray, parse_lazily, parse_root, skeleton, tape_numbers
 
 __all__ = [
     "InferRequest",
@@ -127,11 +127,26 @@ _PLAN_CACHE_SIZE = 256
 _PLAN_HEADER_MAX = 4096
 
 
+#: Plans of JSON requests by their skeleton (:func:`.lazy_json.skeleton`: the body less
+#: one input's numbers). A client sends the same request around new numbers, and
+#: converting and checking that part again costs more than reading the numbers. Bounded
+#: in count and key size like :data:`_plans`; the plans hold no data of any request.
+_json_plans: dict[bytes, _Plan] = {}
+
+
 def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
     """An :class:`InferRequest` from a body with an optional binary section."""
+    key = None
     if header_length is None:
         json_part = body
         binary = memoryview(b"")
+        key = skeleton(body)
+        if key is not None:
+            plan = _json_plans.get(key)
+            if plan is not None:
+                request = _json_request(plan, body)
+                if request is not None:
+                    return request
     else:
         if header_length > len(body):
             raise InvalidInput(
@@ -145,7 +160,13 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
         raise InvalidInput("the request has no JSON part; send an inference request object")
     lazy = parse_lazily(json_part)
     if lazy is not None:  # its data arrays stay on simdjson's tape for _json_tensor
-        return _request(_plan(lazy, header_length is not None), binary, _not_asked)
+        plan = _plan(lazy, header_length is not None)
+        request = _request(plan, binary, _not_asked)
+        if key is not None and not any(spec.size is not None for spec in plan.inputs):
+            if len(_json_plans) >= _PLAN_CACHE_SIZE:
+                _json_plans.clear()
+            _json_plans[key] = _without_data(plan)  # only after the whole request checked out
+        return request
     try:
         document = orjson.loads(json_part)
     except orjson.JSONDecodeError as exc:
@@ -169,6 +190,31 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
             _plans.clear()
         _plans[json_part] = plan  # only after the whole request checked out
     return request
+
+
+def _json_request(plan: _Plan, body: bytes) -> InferRequest | None:
+    """The request a JSON body makes under the checked plan of an earlier body with the
+    same skeleton: only each input's data is read, from this body's own tape; None
+    when the body does not parse, and the full path decides."""
+    root = parse_root(body)
+    if root is None:
+        return None
+    try:
+        items = root["inputs"]
+        datas = [items[position]["data"] for position in range(len(plan.inputs))]
+    except (KeyError, IndexError, TypeError):
+        return None
+    arrays = {}
+    for spec, data in zip(plan.inputs, datas):
+        arrays[spec.name] = _json_tensor(spec.name, spec.datatype, spec.dtype, spec.shape, spec.count, data, False)
+    return InferRequest(plan.request_id, arrays, plan.outputs, plan.binary_output, plan.timeout_us)
+
+
+def _without_data(plan: _Plan) -> _Plan:
+    """``plan`` for the JSON plan cache: its inputs without the request's data (a lazy
+    array would keep the request's whole simdjson document alive)."""
+    inputs = tuple(_InputSpec(spec.name, spec.datatype, spec.dtype, spec.shape, spec.count, None, None) for spec in plan.inputs)
+    return _Plan(plan.request_id, inputs, plan.outputs, plan.binary_output, plan.timeout_us)
 
 
 def _no_json_data() -> bool:

@@ -33,8 +33,7 @@ from .protocol import InferRequest, encode_infer_response, parse_header_length, 
 _MODELS = "/v2/models/"
 _INFER = "/infer"
 _SMALL_BODY = 64 * 1024
-_HEADER_LENGTH_NAME = "inference-header-content-length"
-_HEADER_LENGTH = _HEADER_LENGTH_NAME.encode()
+_HEADER_LENGTH = b"inference-header-content-length"
 
 
 def _target(name: str, version: str | None) -> tuple[str, str | None]:
@@ -126,7 +125,7 @@ class V2Api:
         rid = scope_request_id(scope)
         if json_length is None:
             return await send_json(send, 200, payload, rid)
-        return await send_json(send, 200, payload, rid, {_HEADER_LENGTH_NAME: str(json_length)}, content_type=b"application/octet-stream")
+        return await send_json(send, 200, payload, rid, content_type=b"application/octet-stream", number=(_HEADER_LENGTH, json_length))
 
     async def _raw_request(self, model: str, version: str | None, body: bytes) -> InferRequest:
         signature = await self.engine.signature(model, version)
