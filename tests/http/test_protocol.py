@@ -272,6 +272,33 @@ def _serve_once(app: Any, request: bytes) -> RecordingTransport:
 LEAN_REQUEST = b"POST /m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
 
 
+@pytest.mark.parametrize(
+    "request_line, lean",
+    [
+        (b"POST /infer HTTP/1.1", True),
+        (b"POST /v2/models/digits/infer HTTP/1.1", True),
+        (b"POST /v2/models/digits/versions/2/infer HTTP/1.0", True),
+        (b"GET /infer HTTP/1.1", False),
+        (b"POST /infer?x=1 HTTP/1.1", False),
+        (b"POST /a%20b/infer HTTP/1.1", False),
+        (b"POST /infer/stream HTTP/1.1", False),
+        (b"POST /v1/chat/completions HTTP/1.1", False),
+        (b"POST http://x/infer HTTP/1.1", False),
+    ],
+)
+def test_which_requests_take_the_lean_cycle(request_line: bytes, lean: bool) -> None:
+    cycles = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        cycles.append(type(send).__name__)  # the lean cycle is its own send
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    transport = _serve_once(app, request_line + b"\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+    assert (cycles == ["LeanCycle"]) is lean, cycles
+    assert transport.sent().startswith(b"HTTP/1.1 204 No Content\r\n")
+
+
 def test_a_streamed_answer_is_chunked_and_a_whole_one_counted() -> None:
     async def streaming(scope: Any, receive: Any, send: Any) -> None:
         assert (await receive())["body"] == b"{}"

@@ -32,7 +32,7 @@ __all__ = ["HttpProtocol"]
 _STATUS_LINE_START = b"HTTP/1.1 "
 # a path ending in /infer made of plain path characters only: nothing to unescape, no
 # query or fragment to split off, so the scope's path is the bytes as they came
-_LEAN_PATH = re.compile(rb"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*/infer\Z")
+_LEAN_PATH = re.compile(rb"/(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]*/)?infer\Z")
 _HEAD_END = b"\r\n\r\n"
 
 
