@@ -10,7 +10,13 @@ ratio, and where berth's bytecodes go. Only Python code counts: time spent insid
 (orjson, numpy, onnxruntime) does not show here, so this measures berth's own
 overhead, not its speed; the timed benchmarks stay the judge.
 
-    python bench/opcodes.py [--concurrency 8] [--top 25] [--route infer|v2-binary|v2-json]
+With ``--wire`` each request goes in as bytes through the server's real HTTP protocol
+(a transport that records what is written stands in for the socket): berth's
+``HttpProtocol`` as ``berth serve`` configures it, and uvicorn's stock httptools
+protocol, X-Forwarded middleware included, as ``uvicorn bare_app:app`` runs the bare
+endpoints. That counts what the HTTP layer costs too.
+
+    python bench/opcodes.py [--concurrency 8] [--top 25] [--route infer|v2-binary|v2-json] [--wire]
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from typing import Any
 
 import numpy as np
 import orjson
+import uvicorn
 import uvloop
+from uvicorn.server import ServerState
 
 from _common import digits_model, table
 
@@ -38,6 +46,7 @@ import bare_v2_app  # noqa: E402
 from berth.config import load_config  # noqa: E402
 from berth.engine import Engine  # noqa: E402
 from berth.http.app import create_app  # noqa: E402
+from berth.http.protocol import HttpProtocol  # noqa: E402
 
 _ITEM = np.random.default_rng(0).random((1, 28, 28), dtype=np.float32)
 
@@ -102,16 +111,88 @@ async def _call(app: Any, path: str, headers: list[tuple[bytes, bytes]], body: b
     return status[0]
 
 
+class _RecordingTransport(asyncio.Transport):
+    """The socket's place in ``--wire`` runs: keeps the status of the last answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status = 0
+        self.closing = False
+
+    def write(self, data: Any) -> None:
+        if data[:9] == b"HTTP/1.1 ":
+            self.status = int(data[9:12])
+
+    def writelines(self, chunks: Any) -> None:
+        self.write(b"".join(chunks))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8080)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _wire_caller(app: Any, berth: bool, path: str, headers: list[tuple[bytes, bytes]], body: bytes, concurrency: int) -> Any:
+    """A coroutine function sending one request on each of ``concurrency`` keep-alive
+    connections through the server's protocol, and waiting for the answers."""
+    if berth:
+        config = uvicorn.Config(app, http=HttpProtocol, lifespan="off", interface="asgi3", access_log=False, log_config=None, server_header=False, proxy_headers=False)
+    else:
+        config = uvicorn.Config(app, lifespan="off", access_log=False, log_config=None)  # uvicorn's defaults, as the bare server runs
+    config.load()
+    state = ServerState()
+    protocol_class = HttpProtocol if berth else config.http_protocol_class
+    lines = [f"POST {path} HTTP/1.1".encode(), b"host: 127.0.0.1:8080", b"content-type: application/json"]
+    lines += [name + b": " + value for name, value in headers] + [b"content-length: %d" % len(body), b"", b""]
+    request = b"\r\n".join(lines) + body
+    connections = []
+
+    async def send_all() -> list[int]:
+        if not connections:
+            for _ in range(concurrency):
+                protocol = protocol_class(config=config, server_state=state, app_state={}, _loop=asyncio.get_running_loop())
+                transport = _RecordingTransport()
+                protocol.connection_made(transport)
+                connections.append((protocol, transport))
+        for protocol, _ in connections:
+            protocol.data_received(request)
+        while state.tasks:
+            await asyncio.sleep(0)
+        return [transport.status for _, transport in connections]
+
+    return send_all
+
+
 _HARNESS = (__file__, "/asyncio/", "/_weakrefset.py")  # the callers' tasks and gather are not the server's
 
 
-async def count(app: Any, path: str, headers: list[tuple[bytes, bytes]], body: bytes, concurrency: int, rounds: int) -> tuple[float, OpcodeCounter]:
+async def count(
+    app: Any, path: str, headers: list[tuple[bytes, bytes]], body: bytes, concurrency: int, rounds: int, wire: bool | None = None
+) -> tuple[float, OpcodeCounter]:
+    """Bytecodes per request; ``wire``: through berth's protocol (True), uvicorn's (False)."""
+    if wire is None:
+
+        async def one_round() -> list[int]:
+            return list(await asyncio.gather(*(_call(app, path, headers, body) for _ in range(concurrency))))
+
+    else:
+        one_round = _wire_caller(app, wire, path, headers, body, concurrency)
     for _ in range(200):  # warm: the batcher learns the model runs inline, caches fill
-        statuses = await asyncio.gather(*(_call(app, path, headers, body) for _ in range(concurrency)))
+        statuses = await one_round()
         assert set(statuses) == {200}, statuses
     with OpcodeCounter() as counter:
         for _ in range(rounds):
-            await asyncio.gather(*(_call(app, path, headers, body) for _ in range(concurrency)))
+            await one_round()
     own = sum(n for (filename, _), n in counter.counts.items() if not any(part in filename for part in _HARNESS))
     return own / (rounds * concurrency), counter
 
@@ -122,6 +203,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--route", choices=["infer", "v2-binary", "v2-json"], action="append")
+    parser.add_argument("--wire", action="store_true", help="send bytes through each server's HTTP protocol")
     args = parser.parse_args()
     config = load_config(overrides={
         "server": {"stats_report_interval_s": 0}, "onnx": {"intra_op_threads": 1}, "default_model": "digits",
@@ -135,8 +217,8 @@ async def main() -> None:
         for route, (path, headers, body, bare) in _requests().items():
             if args.route and route not in args.route:
                 continue
-            bare_count, _ = await count(bare, path, headers, body, args.concurrency, args.rounds)
-            berth_count, counter = await count(app, path, headers, body, args.concurrency, args.rounds)
+            bare_count, _ = await count(bare, path, headers, body, args.concurrency, args.rounds, False if args.wire else None)
+            berth_count, counter = await count(app, path, headers, body, args.concurrency, args.rounds, True if args.wire else None)
             rows.append([route, args.concurrency, f"{berth_count:,.0f}", f"{bare_count:,.0f}", f"{berth_count / bare_count:.2f}x"])
             details.append((route, counter))
         print(table(["route", "concurrency", "berth bytecodes/request", "bare bytecodes/request", "berth/bare"], rows))

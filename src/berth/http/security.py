@@ -155,7 +155,7 @@ class SecurityGate:
         if _CHECKED_HEADERS.isdisjoint(headers):
             # the common request: no origin, no credentials, no request id of its own
             scope["berth.request_id"] = fresh_request_id()
-            if (self._any_host or self._host_verdicts.get(host)) and self._open(scope["method"], scope["path"]):
+            if (self._any_host or self._host_verdicts.get(host)) and self._open(scope.get("method", "GET"), scope["path"]):
                 return self.app(scope, receive, send)
             refusal = self._refusal(scope, host, None, None, None, None)
             return self.app(scope, receive, send) if refusal is None else self._refuse(scope, send, refusal, None)
