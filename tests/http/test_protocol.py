@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
+from berth.http.disconnect import ClientDisconnected, cancel_on_disconnect
 from berth.http.protocol import HttpProtocol, _HeadJoiningTransport
 from conftest import BerthServer
 from http_fixtures import start_linear_server
@@ -249,21 +250,31 @@ def test_errors_answer_in_shape_and_keep_the_connection(connection: tuple[socket
 
 
 # ── the lean cycle's ASGI side, with apps of the test's own ───────────────────
+def _connected(app: Any) -> tuple[HttpProtocol, RecordingTransport, ServerState]:
+    """A fresh protocol running ``app``, connected to a recording transport (call in a loop)."""
+    config = uvicorn.Config(app, http=HttpProtocol, lifespan="off", proxy_headers=False, log_level="critical", interface="asgi3")
+    config.load()
+    state = ServerState()
+    protocol = HttpProtocol(config=config, server_state=state, app_state={}, _loop=asyncio.get_running_loop())
+    transport = RecordingTransport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    return protocol, transport, state
+
+
+async def _settle(state: ServerState) -> None:
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if not state.tasks:
+            return
+
+
 def _serve_once(app: Any, request: bytes) -> RecordingTransport:
     """Feed ``request`` to a fresh protocol running ``app``; what it wrote."""
 
     async def scenario() -> RecordingTransport:
-        config = uvicorn.Config(app, http=HttpProtocol, lifespan="off", proxy_headers=False, log_level="critical", interface="asgi3")
-        config.load()
-        state = ServerState()
-        protocol = HttpProtocol(config=config, server_state=state, app_state={}, _loop=asyncio.get_running_loop())
-        transport = RecordingTransport()
-        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol, transport, state = _connected(app)
         protocol.data_received(request)
-        for _ in range(100):
-            await asyncio.sleep(0)
-            if not state.tasks:
-                break
+        await _settle(state)
         return transport
 
     return asyncio.run(scenario())
@@ -330,3 +341,35 @@ def test_a_failing_app_or_a_header_that_breaks_its_line_is_a_500_and_a_close(hea
         transport = _serve_once(app, LEAN_REQUEST)
         assert transport.sent().startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), app
         assert b"set-cookie" not in transport.sent() and transport.closing
+
+
+@pytest.mark.parametrize("leaves", ["while the work waits", "before the work is awaited"])
+def test_a_lost_connection_cancels_a_lean_request_s_work(leaves: str) -> None:
+    """The protocol tells the lean cycle; the handler's pending work is cancelled (the
+    batcher then drops it) and the handler hears ClientDisconnected, not a bare cancel."""
+
+    async def scenario() -> tuple[bool, list[str]]:
+        loop = asyncio.get_running_loop()
+        work: asyncio.Future[int] = loop.create_future()
+        heard: list[str] = []
+        gone = asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            if leaves == "before the work is awaited":
+                await gone.wait()
+            try:
+                await cancel_on_disconnect(receive, work)
+            except ClientDisconnected:
+                heard.append("ClientDisconnected")
+
+        protocol, _, state = _connected(app)
+        protocol.data_received(LEAN_REQUEST)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        protocol.connection_lost(None)
+        gone.set()
+        await _settle(state)
+        return work.cancelled(), heard
+
+    assert asyncio.run(scenario()) == (True, ["ClientDisconnected"])

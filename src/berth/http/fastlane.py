@@ -28,8 +28,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import BerthError
 from .disconnect import ClientDisconnected
-from .lean_cycle import LeanCycle, header_lines
 from .errors import REQUEST_ID_HEADER, STATUS, error_body, error_headers, scope_request_id
+from .lean_cycle import LeanCycle, header_lines
 from .metrics import RequestMetrics, RouteMetrics
 
 log = logging.getLogger("berth.http")
