@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any, Awaitable, TypeVar
+from typing import Awaitable, TypeVar
 
 from starlette.types import Receive
 
@@ -85,7 +85,7 @@ class _WatchList:
             self.sweeping = False
 
 
-async def _cancel_on_lost_connection(cycle: LeanCycle, task: asyncio.Task[Any], work: Awaitable[T]) -> T:
+async def _cancel_on_lost_connection(cycle: LeanCycle, work: Awaitable[T]) -> T:
     """:func:`cancel_on_disconnect` for a request on a lean cycle, which hears of a lost
     connection from the protocol itself: no watcher task, no sweeps."""
     if cycle.disconnected:  # gone already: the work never starts
@@ -94,12 +94,12 @@ async def _cancel_on_lost_connection(cycle: LeanCycle, task: asyncio.Task[Any], 
         elif asyncio.iscoroutine(work):
             work.close()
         raise ClientDisconnected()
-    cycle.watcher = task
+    task = cycle.watcher = asyncio.current_task()
     try:
         return await work
     except asyncio.CancelledError:
         if cycle.gone_while_watched:
-            task.uncancel()
+            task.uncancel()  # type: ignore[union-attr]
             raise ClientDisconnected() from None
         raise
     finally:
@@ -122,17 +122,23 @@ def _watch_list() -> _WatchList:
     return watch_list
 
 
-async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
+def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> Awaitable[T]:
     """Await ``work``; if the client disconnects first, cancel it and raise
     :class:`ClientDisconnected`. ``receive`` is the request's ASGI receive callable.
-    A task awaits one such call at a time."""
+    A task awaits one such call at a time. (A plain function handing back what to
+    await: no coroutine frame of its own on every request.)"""
     if isinstance(work, asyncio.Future) and work.done():
-        return work.result()  # answered already (a request run at once): nothing to watch
-    task = asyncio.current_task()
-    assert task is not None
+        return work  # answered already (a request run at once): nothing to watch
     cycle = getattr(receive, "__self__", None)
     if cycle.__class__ is LeanCycle:
-        return await _cancel_on_lost_connection(cycle, task, work)  # type: ignore[arg-type]
+        return _cancel_on_lost_connection(cycle, work)  # type: ignore[arg-type]
+    return _watched(receive, work)
+
+
+async def _watched(receive: Receive, work: Awaitable[T]) -> T:
+    """:func:`cancel_on_disconnect` through the loop's watch list."""
+    task = asyncio.current_task()
+    assert task is not None
     watch_list = _watch_list()
     waiting = watch_list.young
     waiting[task] = receive
