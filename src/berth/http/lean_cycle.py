@@ -56,17 +56,19 @@ def _nothing() -> None:
     pass
 
 
-_head_cache: list[Any] = [None, None, b""]  # (status, default headers, head start) of the last answer
+#: (status, default headers, head start) of the last answer, as one tuple so that a
+#: reader always sees the three together
+_last_head: list[tuple[int, Any, bytes]] = [(0, None, b"")]
 
 
 def _head_start(status: int, default_headers: list[tuple[bytes, bytes]]) -> bytes:
     """The status line and the server's own headers (the date, which uvicorn renews
     every second as a new list). Both come from the server, never from a client."""
-    cache = _head_cache
-    if cache[0] == status and cache[1] is default_headers:
-        return cache[2]
+    last_status, last_headers, head = _last_head[0]
+    if last_status == status and last_headers is default_headers:
+        return head
     head = STATUS_LINE[status] + b"".join(b"%b: %b\r\n" % (name.lower(), value) for name, value in default_headers)
-    cache[:] = (status, default_headers, head)
+    _last_head[0] = (status, default_headers, head)
     return head
 
 
