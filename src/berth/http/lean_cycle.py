@@ -73,29 +73,31 @@ def _head_start(status: int, default_headers: list[tuple[bytes, bytes]]) -> byte
 
 
 class _Signal:
-    """``asyncio.Event``'s ``set`` and wait-then-clear, without a lock or a waiter list:
-    every waiter shares one future, made only when someone waits."""
+    """What uvicorn's protocol calls a cycle's ``message_event``: ``set`` wakes whoever
+    waits in :meth:`LeanCycle.receive`. Nothing needs remembering between a ``set`` and
+    a wait: the waiter looks at the cycle's state before it waits and again when it
+    wakes, and nothing can change that state between its look and its wait (one
+    thread, no await in between). So a ``set`` with nobody waiting is a no-op, and a
+    future is made only for a real wait."""
 
-    __slots__ = ("_loop", "_set", "_waiter")
+    __slots__ = ("_loop", "waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._set = False
-        self._waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None
 
     def set(self) -> None:
-        self._set = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
-    async def wait_and_clear(self) -> None:
-        if not self._set:
-            waiter = self._waiter
-            if waiter is None or waiter.done():
-                waiter = self._waiter = self._loop.create_future()
-            await waiter
-        self._set = False
+    async def wait(self) -> None:
+        waiter = self.waiter
+        if waiter is None:
+            waiter = self.waiter = self._loop.create_future()
+        await waiter
 
 
 class LeanCycle:
@@ -142,7 +144,8 @@ class LeanCycle:
         self.buffered += len(chunk)
         if self.buffered > HIGH_WATER_LIMIT:
             self.flow.pause_reading()  # resumed when the app asks for more
-        self.message_event.set()
+        if self.message_event.waiter is not None:
+            self.message_event.set()
 
     # ── the ASGI app's side ────────────────────────────────────────────────
     async def run_asgi(self, app: Any) -> None:
@@ -200,7 +203,7 @@ class LeanCycle:
                 self._continue_checked = True
                 self._send_continue_if_expected()
             self.flow.resume_reading()
-            await self.message_event.wait_and_clear()
+            await self.message_event.wait()
         return {"type": "http.disconnect"}
 
     def _send_continue_if_expected(self) -> None:
@@ -228,7 +231,8 @@ class LeanCycle:
         self.transport.writelines((_head_start(status, protocol.server_state.default_headers), header_lines, b"\r\n", body))
         if protocol.access_log:
             self._log_access(status)
-        self.message_event.set()
+        if self.message_event.waiter is not None:
+            self.message_event.set()
         if not self.keep_alive:
             self.transport.close()
         self.on_response()

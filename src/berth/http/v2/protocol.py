@@ -475,19 +475,20 @@ def raw_input(body: bytes, name: str, dtype: np.dtype, item_shape: tuple[int, ..
 def encode_infer_response(prediction: Prediction, request: InferRequest) -> tuple[bytes, int | None]:
     """The response body and, when it has a binary section, the JSON part's length."""
     outputs = prediction.outputs
+    default_binary = request.binary_output
     if request.outputs is None:
-        selected = [(name, request.binary_output) for name in outputs]
+        selected = [(name, default_binary) for name in outputs]
     else:
-        unknown = [o.name for o in request.outputs if o.name not in outputs]
-        if unknown:
-            raise InvalidInput(
-                f"model '{prediction.model}' has no output named {', '.join(map(repr, unknown))}; outputs are {list(outputs)}"
-            )
-        selected = [(o.name, request.binary_output if o.binary is None else o.binary) for o in request.outputs]
+        selected = [(o.name, default_binary if o.binary is None else o.binary) for o in request.outputs]
     described: list[dict[str, Any]] = []
     blobs: list[Any] = []
     for name, binary in selected:
-        array = outputs[name]
+        array = outputs.get(name)
+        if array is None:
+            unknown = [o for o, _ in selected if o not in outputs]
+            raise InvalidInput(
+                f"model '{prediction.model}' has no output named {', '.join(map(repr, unknown))}; outputs are {list(outputs)}"
+            )
         datatype = NUMPY_TO_V2.get(array.dtype) or datatype_of(array.dtype)  # the common dtypes in one lookup
         if datatype is None:
             raise InternalError(f"model '{prediction.model}' output '{name}' has a dtype with no V2 datatype")
