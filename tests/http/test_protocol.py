@@ -373,3 +373,34 @@ def test_a_lost_connection_cancels_a_lean_request_s_work(leaves: str) -> None:
         return work.cancelled(), heard
 
     assert asyncio.run(scenario()) == (True, ["ClientDisconnected"])
+
+
+def test_a_receive_that_gave_up_does_not_spoil_the_next() -> None:
+    """A task waiting in ``receive`` for more body is cancelled (a timeout, say); the
+    next ``receive`` still waits for the body and gets it."""
+
+    async def scenario() -> bytes:
+        got: list[bytes] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            try:
+                await asyncio.wait_for(receive(), 0.01)
+            except asyncio.TimeoutError:
+                pass
+            message = await receive()
+            got.append(message["body"])
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        protocol, _, state = _connected(app)
+        protocol.data_received(b"POST /m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n")  # no body yet
+        await asyncio.sleep(0.05)
+        protocol.data_received(b"{}")
+        for _ in range(50):
+            await asyncio.sleep(0.001)
+            if got:
+                break
+        await _settle(state)
+        return got[0] if got else b"<nothing>"
+
+    assert asyncio.run(scenario()) == b"{}"

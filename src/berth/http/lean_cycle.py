@@ -95,7 +95,7 @@ class _Signal:
 
     async def wait(self) -> None:
         waiter = self.waiter
-        if waiter is None:
+        if waiter is None or waiter.done():  # done: cancelled with a waiter that gave up
             waiter = self.waiter = self._loop.create_future()
         await waiter
 
