@@ -21,6 +21,7 @@ Nothing here knows the Engine; :mod:`.routes` calls these functions around it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import numpy as np
@@ -40,7 +41,7 @@ from ...tensors import (
     little_endian,
 )
 from ..json_numbers import numbers_only
-from .lazy_json import LazyArray, parse_lazily, parse_root, skeleton, tape_numbers
+from .lazy_json import LazyArray, input_data, parse_lazily, skeleton, tape_numbers
 
 __all__ = [
     "InferRequest",
@@ -88,8 +89,9 @@ def parse_header_length(value: bytes | None) -> int | None:
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs a call per field, on every JSON request
 class _InputSpec:
-    """One input as the request's JSON describes it, checked. Never changed once made
-    (cached plans share them)."""
+    """One input as the request's JSON describes it, checked, apart from its data (which
+    :func:`_arrays` is given next to the plan). Never changed once made (cached plans
+    share them)."""
 
     name: str
     datatype: str
@@ -97,7 +99,6 @@ class _InputSpec:
     shape: list[int]
     count: int
     size: int | None  # its binary_data_size, or None for JSON ``data``
-    data: Any  # the JSON ``data`` (None for a binary input)
     #: the little-endian dtype its binary bytes are read with directly, when it is a
     #: numeric input whose binary_data_size fits its shape (else the checked reader)
     raw_dtype: np.dtype | None = None
@@ -144,9 +145,9 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
         if key is not None:
             plan = _json_plans.get(key)
             if plan is not None:
-                request = _json_request(plan, body)
-                if request is not None:
-                    return request
+                datas = input_data(body, len(plan.inputs))
+                if datas is not None:  # else the body does not parse: the full path says why
+                    return _request(plan, datas, binary, _not_asked)
     else:
         if header_length > len(body):
             raise InvalidInput(
@@ -155,17 +156,17 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
         json_part, binary = body[:header_length], memoryview(body)[header_length:]
         plan = _plans.get(json_part) if header_length <= _PLAN_HEADER_MAX else None
         if plan is not None:
-            return _request(plan, binary, _no_json_data)
+            return _request(plan, (), binary, _no_json_data)
     if not len(json_part):
         raise InvalidInput("the request has no JSON part; send an inference request object")
     lazy = parse_lazily(json_part)
     if lazy is not None:  # its data arrays stay on simdjson's tape for _json_tensor
         plan = _plan(lazy, header_length is not None)
-        request = _request(plan, binary, _not_asked)
+        request = _request(plan, _datas(lazy), binary, _not_asked)
         if key is not None and not any(spec.size is not None for spec in plan.inputs):
             if len(_json_plans) >= _PLAN_CACHE_SIZE:
                 _json_plans.clear()
-            _json_plans[key] = _without_data(plan)  # only after the whole request checked out
+            _json_plans[key] = plan  # only after the whole request checked out
         return request
     try:
         document = orjson.loads(json_part)
@@ -184,37 +185,12 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
             proven.append(numbers_only(json_part, document))
         return proven[0]
 
-    request = _request(plan, binary, plain)
+    request = _request(plan, _datas(document), binary, plain)
     if header_length is not None and header_length <= _PLAN_HEADER_MAX and plan.binary_only:
         if len(_plans) >= _PLAN_CACHE_SIZE:
             _plans.clear()
         _plans[json_part] = plan  # only after the whole request checked out
     return request
-
-
-def _json_request(plan: _Plan, body: bytes) -> InferRequest | None:
-    """The request a JSON body makes under the checked plan of an earlier body with the
-    same skeleton: only each input's data is read, from this body's own tape; None
-    when the body does not parse, and the full path decides."""
-    root = parse_root(body)
-    if root is None:
-        return None
-    try:
-        items = root["inputs"]
-        datas = [items[position]["data"] for position in range(len(plan.inputs))]
-    except (KeyError, IndexError, TypeError):
-        return None
-    arrays = {}
-    for spec, data in zip(plan.inputs, datas):
-        arrays[spec.name] = _json_tensor(spec.name, spec.datatype, spec.dtype, spec.shape, spec.count, data, False)
-    return InferRequest(plan.request_id, arrays, plan.outputs, plan.binary_output, plan.timeout_us)
-
-
-def _without_data(plan: _Plan) -> _Plan:
-    """``plan`` for the JSON plan cache: its inputs without the request's data (a lazy
-    array would keep the request's whole simdjson document alive)."""
-    inputs = tuple(_InputSpec(spec.name, spec.datatype, spec.dtype, spec.shape, spec.count, None, None) for spec in plan.inputs)
-    return _Plan(plan.request_id, inputs, plan.outputs, plan.binary_output, plan.timeout_us)
 
 
 def _no_json_data() -> bool:
@@ -242,8 +218,15 @@ def _plan(document: dict[str, Any], has_binary_header: bool) -> _Plan:
     return _Plan(request_id, inputs, _requested_outputs(document.get("outputs")), binary_output, timeout_us)
 
 
-def _request(plan: _Plan, binary: memoryview, plain: Callable[[], bool]) -> InferRequest:
-    return InferRequest(plan.request_id, _arrays(plan.inputs, binary, plain), plan.outputs, plan.binary_output, plan.timeout_us)
+def _datas(document: dict[str, Any]) -> list[Any]:
+    """Each input's JSON ``data`` (None for a binary one), of a document :func:`_plan`
+    has checked."""
+    return [item.get("data") for item in document["inputs"]]
+
+
+def _request(plan: _Plan, datas: Sequence[Any], binary: memoryview, plain: Callable[[], bool]) -> InferRequest:
+    arrays = _arrays(plan.inputs, datas, binary, plain)
+    return InferRequest(plan.request_id, arrays, plan.outputs, plan.binary_output, plan.timeout_us)
 
 
 def _parameters(value: Any, where: str) -> dict[str, Any]:
@@ -289,20 +272,21 @@ def _input_specs(value: Any, has_binary_header: bool) -> tuple[_InputSpec, ...]:
                 )
             raw_dtype = RAW_NUMERIC.get(datatype)
             direct = raw_dtype if raw_dtype is not None and size == count * raw_dtype.itemsize else None
-            specs.append(_InputSpec(name, datatype, dtype, shape, count, size, None, direct))
+            specs.append(_InputSpec(name, datatype, dtype, shape, count, size, direct))
         else:
             if "data" not in item:
                 raise InvalidInput(f"input '{name}' has neither 'data' nor a binary_data_size parameter")
-            specs.append(_InputSpec(name, datatype, dtype, shape, count, None, item["data"]))
+            specs.append(_InputSpec(name, datatype, dtype, shape, count, None))
     return tuple(specs)
 
 
-def _arrays(specs: tuple[_InputSpec, ...], binary: memoryview, plain: Callable[[], bool]) -> dict[str, np.ndarray]:
+def _arrays(specs: tuple[_InputSpec, ...], datas: Sequence[Any], binary: memoryview, plain: Callable[[], bool]) -> dict[str, np.ndarray]:
     """The inputs' tensors: binary ones from their slices of the binary section, which
-    must hold exactly what the sizes add up to, and JSON ones from their data."""
+    must hold exactly what the sizes add up to, and JSON ones from their ``datas`` entry
+    (read only for JSON inputs)."""
     arrays: dict[str, np.ndarray] = {}
     offset = 0
-    for spec in specs:
+    for position, spec in enumerate(specs):
         name, size = spec.name, spec.size
         if size is not None:
             if offset + size > len(binary):
@@ -317,7 +301,7 @@ def _arrays(specs: tuple[_InputSpec, ...], binary: memoryview, plain: Callable[[
                 arrays[name] = declared_array(name, binary[offset : offset + size], spec.datatype, spec.shape, spec.count)
             offset += size
         else:
-            arrays[name] = _json_tensor(name, spec.datatype, spec.dtype, spec.shape, spec.count, spec.data, plain())
+            arrays[name] = _json_tensor(name, spec.datatype, spec.dtype, spec.shape, spec.count, datas[position], plain())
     if offset != len(binary):
         raise InvalidInput(
             f"the binary section holds {len(binary)} bytes but the inputs' binary_data_size values add up to {offset}"
