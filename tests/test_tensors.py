@@ -154,6 +154,13 @@ def test_element_counts_are_bounded_while_multiplied() -> None:
         tensors.checked_element_count([2**40, 2**40], MAX_TENSOR_ELEMENTS)
     assert tensors.checked_element_count([1, 28, 28], MAX_TENSOR_ELEMENTS) == 784
     assert tensors.checked_element_count([], MAX_TENSOR_ELEMENTS) == 1
+    # the long way (a zero, or more dims than the short way takes) answers alike
+    assert tensors.checked_element_count([3] * 9, MAX_TENSOR_ELEMENTS) == 3**9
+    assert tensors.checked_element_count([0, 2**70], MAX_TENSOR_ELEMENTS) == 0
+    with pytest.raises(OverflowError):  # bounded as it is built: past the limit before the zero
+        tensors.checked_element_count([2**70, 0], MAX_TENSOR_ELEMENTS)
+    with pytest.raises(OverflowError):
+        tensors.checked_element_count([2**20] * 9, MAX_TENSOR_ELEMENTS)
 
 
 @pytest.mark.parametrize("shape", [[True, 4], [1, False], [-1, 4], [1.0, 4], ["2", 4], [None]])

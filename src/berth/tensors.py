@@ -81,16 +81,16 @@ def checked_element_count(shape: tuple[int, ...] | list[int], limit: int) -> int
     """
     if len(shape) <= _SHORT_SHAPE and set(map(type, shape)) <= _INT_ONLY and (not shape or min(shape) > 0):
         count = math.prod(shape)
-        if count <= limit:
-            return count
+    else:
+        count = 1
+        for dim in shape:
+            if type(dim) is not int or dim < 0:  # exactly int: a boolean is no dimension
+                raise ValueError(f"shape {list(shape)} must hold non-negative integers")
+            count *= dim
+            if count > limit:
+                break
+    if count > limit:
         raise OverflowError(f"shape {list(shape)} has more than {limit} elements")
-    count = 1
-    for dim in shape:
-        if type(dim) is not int or dim < 0:  # exactly int: a boolean is no dimension
-            raise ValueError(f"shape {list(shape)} must hold non-negative integers")
-        count *= dim
-        if count > limit:
-            raise OverflowError(f"shape {list(shape)} has more than {limit} elements")
     return count
 
 

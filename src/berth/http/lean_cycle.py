@@ -39,10 +39,10 @@ from typing import Any, Callable
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
-__all__ = ["LeanCycle"]
+__all__ = ["LeanCycle", "expects_continue", "header_lines"]
 
 # a header name or value with a control character, or a name with a separator, would
-# let a value smuggle a header or a whole response in (uvicorn's two checks, in one)
+# let a value smuggle a header or a whole response in
 _BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
 _BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
 _SERVER_ERROR = (
@@ -209,11 +209,8 @@ class LeanCycle:
     def _send_continue_if_expected(self) -> None:
         """A client that sent ``Expect: 100-continue`` waits for this before it sends
         the body, so it is sent when the app first waits for body that has not come."""
-        for name, value in self.scope["headers"]:
-            if name == b"expect" and value.lower() == b"100-continue":
-                if not self.transport.is_closing():
-                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                return
+        if expects_continue(self.scope["headers"]) and not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def respond(self, status: int, header_lines: bytes, body: bytes) -> bool:
         """Answer at once with ``body`` and the header lines given (``name: value\\r\\n``
@@ -231,11 +228,7 @@ class LeanCycle:
         self.transport.writelines((_head_start(status, protocol.server_state.default_headers), header_lines, b"\r\n", body))
         if protocol.access_log:
             self._log_access(status)
-        if self.message_event.waiter is not None:
-            self.message_event.set()
-        if not self.keep_alive:
-            self.transport.close()
-        self.on_response()
+        self._finish()
         return True
 
     async def __call__(self, message: dict[str, Any]) -> None:
@@ -268,11 +261,17 @@ class LeanCycle:
         if not more_body:
             if self._remaining > 0:
                 raise RuntimeError("Response content shorter than Content-Length")
-            self.response_complete = True
-            self.message_event.set()
-            if not self.keep_alive:
-                self.transport.close()
-            self.on_response()
+            self._finish()
+
+    def _finish(self) -> None:
+        """The response is all written: a waiting ``receive`` hears so, a connection not
+        kept alive ends, and the protocol goes on (the next pipelined request, the
+        keep-alive timer)."""
+        self.response_complete = True
+        self.message_event.set()
+        if not self.keep_alive:
+            self.transport.close()
+        self.on_response()
 
     def _head(self, body: bytes, more_body: bool) -> bytes:
         """The status line and headers, with the framing uvicorn would choose: the
@@ -294,8 +293,7 @@ class LeanCycle:
                 self.keep_alive = False
                 close_given = True
             parts += (name, b": ", value, b"\r\n")
-        if _BAD_NAME.search(b"".join(parts[1::4])) or _BAD_VALUE.search(b"".join(parts[3::4])):
-            raise RuntimeError("Invalid HTTP header name or value.")
+        _check_fields(parts[1::4], parts[3::4])
         if length_given and self._chunked:
             raise RuntimeError("Response gives both Content-Length and chunked Transfer-Encoding.")
         if not length_given and not self._chunked and status not in _NO_BODY_STATUSES:
@@ -336,10 +334,19 @@ class LeanCycle:
 def header_lines(headers: dict[str, str]) -> bytes:
     """``name: value\\r\\n`` for each header (names lower-cased), refusing a name or
     value that could break out of its line."""
-    lines = []
-    for name, value in headers.items():
-        encoded_name, encoded_value = name.lower().encode("latin-1"), value.encode("latin-1")
-        if _BAD_NAME.search(encoded_name) or _BAD_VALUE.search(encoded_value):
-            raise RuntimeError("Invalid HTTP header name or value.")
-        lines.append(b"%b: %b\r\n" % (encoded_name, encoded_value))
-    return b"".join(lines)
+    names = [name.lower().encode("latin-1") for name in headers]
+    values = [value.encode("latin-1") for value in headers.values()]
+    _check_fields(names, values)
+    return b"".join(b"%b: %b\r\n" % field for field in zip(names, values))
+
+
+def _check_fields(names: list[bytes], values: list[bytes]) -> None:
+    """Refuse header names or values that could break out of their lines (uvicorn's two
+    checks, each run once over all the fields)."""
+    if _BAD_NAME.search(b"".join(names)) or _BAD_VALUE.search(b"".join(values)):
+        raise RuntimeError("Invalid HTTP header name or value.")
+
+
+def expects_continue(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the request headers (lower-case names) carry ``Expect: 100-continue``."""
+    return any(name == b"expect" and value.lower() == b"100-continue" for name, value in headers)

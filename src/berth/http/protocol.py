@@ -1,20 +1,24 @@
-"""uvicorn's httptools protocol, writing each response head together with its body.
+"""The HTTP protocol ``berth serve`` gives uvicorn: its httptools protocol, with two changes.
 
-uvicorn writes a response's status line and headers as soon as the app sends
-``http.response.start`` and the body when it sends ``http.response.body``: two writes,
-so two system calls and, on a socket with Nagle's algorithm off (uvicorn turns it off),
-two TCP segments, each waking the client. Joined, a small answer costs one system call
-and one segment: under perf_analyzer (V2 binary) that measured 3–4% more requests per
-second at 8 connections and 2–7% at 64 on this project's 2-core machine; with wrk it is
-within the noise (bench/RESULTS.md).
+Inference requests (``POST`` to a plain path ending in ``/infer``) run on a
+:class:`~berth.http.lean_cycle.LeanCycle` instead of uvicorn's general request cycle;
+every other request takes uvicorn's cycle, and both run the same ASGI app.
 
-So the protocol hands uvicorn a transport that holds back a write which is a response
-head (it starts with the status line and ends with the blank line) and sends it with
-the next write, in one ``writelines`` call (one ``writev`` under uvloop). A held head
-never waits long: it also goes out at the next turn of the event loop, when the
-connection closes, and before anything else is done with the transport, so an app that
-streams (Server-Sent Events, a head sent long before the body) sees no change beyond
-that one turn. Order and bytes on the wire are exactly what uvicorn wrote.
+And each response head is written together with its body. uvicorn writes a response's
+status line and headers as soon as the app sends ``http.response.start`` and the body
+when it sends ``http.response.body``: two writes, so two system calls and, on a socket
+with Nagle's algorithm off (uvicorn turns it off), two TCP segments, each waking the
+client. Joined, a small answer costs one system call and one segment: under
+perf_analyzer (V2 binary) that measured 3–4% more requests per second at 8 connections
+and 2–7% at 64 on this project's 2-core machine; with wrk it is within the noise
+(bench/RESULTS.md). So the protocol hands uvicorn a transport that holds back a write
+which is a response head (it starts with the status line and ends with the blank line)
+and sends it with the next write, in one ``writelines`` call (one ``writev`` under
+uvloop). A held head never waits long: it also goes out at the next turn of the event
+loop, when the connection closes, and before anything else is done with the transport,
+so an app that streams (Server-Sent Events, a head sent long before the body) sees no
+change beyond that one turn. Order and bytes on the wire are exactly what uvicorn wrote.
+(A lean cycle writes head and body in one call itself.)
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .lean_cycle import LeanCycle
+from .lean_cycle import LeanCycle, expects_continue
 
 __all__ = ["HttpProtocol"]
 
@@ -110,8 +114,7 @@ class HttpProtocol(HttpToolsProtocol):
             or self.limit_concurrency is not None
         ):
             # uvicorn's cycle, told of ``Expect: 100-continue`` as its on_header would
-            expect = dict(self.headers).get(b"expect")
-            self.expect_100_continue = expect is not None and expect.lower() == b"100-continue"
+            self.expect_100_continue = expects_continue(self.headers)
             super().on_headers_complete()
             return
         # what uvicorn puts in the scope here, for a path that needs no parsing

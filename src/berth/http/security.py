@@ -155,7 +155,7 @@ class SecurityGate:
         if _CHECKED_HEADERS.isdisjoint(headers):
             # the common request: no origin, no credentials, no request id of its own
             scope["berth.request_id"] = fresh_request_id()
-            if (self._any_host or self._host_verdicts.get(host)) and self._open(scope.get("method", "GET"), scope["path"]):
+            if self._host_allowed(host) and self._open(classify(scope.get("method", "GET"), scope["path"])):
                 return self.app(scope, receive, send)
             refusal = self._refusal(scope, host, None, None, None, None)
             return self.app(scope, receive, send) if refusal is None else self._refuse(scope, send, refusal, None)
@@ -211,7 +211,7 @@ class SecurityGate:
             if not same_origin and origin_text not in self._origins:
                 return 403, "cross-origin request refused; add the origin to auth.allowed_origins to allow it", []
         route_class = classify(method, scope["path"]) or ADMIN
-        if route_class == PUBLIC or (route_class == DATA and not self._api_keys):
+        if self._open(route_class):
             return None
         bearer = authorization[7:].strip() if authorization and authorization[:7].lower() == b"bearer " else None
         if route_class == DATA:
@@ -234,10 +234,9 @@ class SecurityGate:
             return None
         return 403, "management is allowed from loopback only when no admin token is configured", []
 
-    def _open(self, method: str, path: str) -> bool:
-        """Whether a request without credentials may call this route: a public one, or
-        a data one while no API keys are set."""
-        route_class = classify(method, path)
+    def _open(self, route_class: str | None) -> bool:
+        """Whether a request without credentials may call a route of this class: a
+        public one, or a data one while no API keys are set."""
         return route_class == PUBLIC or (route_class == DATA and not self._api_keys)
 
     def _host_allowed(self, host: bytes | None) -> bool:
