@@ -448,11 +448,11 @@ def test_server_serves_torchscript_with_a_config_signature(server: BerthServer) 
         np.testing.assert_allclose(body["logits"], logits[0], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(body["probs"], softmax(logits)[0], rtol=1e-4, atol=1e-6)
         assert body["top_index"] == int(logits[0].argmax())
-        assert body["used_gpu"] is False
+        assert body["used_gpu"] is torch.cuda.is_available()  # placed on the GPU when there is one
         row = _models(client)["mlp_ts"]
     assert row["state"] == "READY"
     assert row["backend"] == "torchscript" and row["platform"] == "pytorch_torchscript"
-    assert row["accelerated"] is False
+    assert row["accelerated"] is torch.cuda.is_available()
     assert row["signature"] == {
         "inputs": [{"name": "x", "dtype": "float32", "shape": [-1, 4]}],
         "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 3]}],

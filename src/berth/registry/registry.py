@@ -427,10 +427,12 @@ class Registry:
                 cls.prepare(device.framework_device)
                 self._prepared.add((cls, device.framework_device))
             runtime = cls(path, placement, self._runtime_options(entry))
-        lock = self._device_locks[device.id] if device.kind == "cuda" else contextlib.nullcontext()
-        with lock:
+        # loads that read the GPU's memory take turns on that GPU, so each delta is one
+        # model's; the others (host memory, measured by RSS) load concurrently as on a CPU
+        reads_gpu = device.kind == "cuda" and runtime.device_memory_bytes() is not None
+        with self._device_locks[device.id] if reads_gpu else contextlib.nullcontext():
             rss_before = self._process.memory_info().rss
-            device_before = runtime.device_memory_bytes()
+            device_before = runtime.device_memory_bytes() if reads_gpu else None
             runtime.load()
             if entry.spec.settings.warmup:
                 self._warm_up(entry, runtime)

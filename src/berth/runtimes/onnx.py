@@ -37,6 +37,11 @@ def _dims(shape: list[Any]) -> tuple[int, ...]:
     return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in shape)
 
 
+def _provider_name(provider: Any) -> str:
+    """A provider as onnxruntime takes it: a name, or (name, options)."""
+    return provider if isinstance(provider, str) else provider[0]
+
+
 def available_providers() -> list[str]:
     import onnxruntime as ort
 
@@ -132,4 +137,10 @@ class OnnxRuntime(Runtime):
         )
 
     def device_memory_bytes(self) -> int | None:
+        # a session without a GPU provider (onnxruntime's CPU build on a CUDA machine,
+        # or providers: [CPUExecutionProvider]) keeps its weights in host memory, where
+        # the Registry measures the RSS delta; the GPU's reading would book it as 0 MB
+        providers = self._session.get_providers() if self._session is not None else [_provider_name(p) for p in self._providers()]
+        if not any(p in ACCELERATED_PROVIDERS for p in providers):
+            return None
         return cuda_used_bytes(self.placement.framework_device)
