@@ -134,8 +134,7 @@ class Engine:
             inputs = build_feeds(entry)
         assert inputs is not None
         prediction = await self._submit(entry, inputs, deadline)
-        prediction.total_ms = (time.monotonic() - started) * 1000.0  # the load wait included
-        return prediction
+        return prediction._replace(total_ms=(time.monotonic() - started) * 1000.0)  # the load wait included
 
     def _value_feeds(self, entry: ModelEntry, *, values: np.ndarray, batched: bool, model: str) -> dict[str, np.ndarray]:
         """:func:`value_feeds` for a held entry, giving the hold back if the numbers do
@@ -167,25 +166,28 @@ class Engine:
         return self._holding + self.registry.holds
 
     def _validate(self, entry: ModelEntry, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
-        """Check names, dtypes and shapes against the signature; cast safe dtypes."""
+        """Check names, dtypes and shapes against the signature (no casts: see _validate_each)."""
         assert entry.runtime is not None
-        specs = entry.runtime.signature.inputs
-        if len(specs) == 1 and len(inputs) == 1:
+        spec = entry.runtime.signature.lone_input
+        if spec is not None and len(inputs) == 1:
             # the common case, checked with the fewest operations (a static item shape
             # equal to the tail also fixes the number of dimensions)
-            spec = specs[0]
             array = inputs.get(spec.name)
             if array is not None and array.dtype == spec.dtype:
                 shape = array.shape
                 if shape[1:] == spec.static_tail and 0 < shape[0] <= self.max_request_rows and array.size <= MAX_TENSOR_ELEMENTS:
                     return {spec.name: array}, shape[0]
+        return self._validate_each(entry.name, entry.runtime.signature.inputs, inputs)
+
+    def _validate_each(self, model: str, specs: tuple[TensorSpec, ...], inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+        """:meth:`_validate` for any signature, naming what is wrong."""
         if len(inputs) != len(specs) or any(spec.name not in inputs for spec in specs):
             expected = [spec.name for spec in specs]
             unknown = sorted(set(inputs) - set(expected))
             if unknown:
-                raise InvalidInput(f"model '{entry.name}' has no input named {', '.join(map(repr, unknown))}; inputs are {expected}")
+                raise InvalidInput(f"model '{model}' has no input named {', '.join(map(repr, unknown))}; inputs are {expected}")
             missing = [name for name in expected if name not in inputs]
-            raise InvalidInput(f"model '{entry.name}' needs input {', '.join(map(repr, missing))}")
+            raise InvalidInput(f"model '{model}' needs input {', '.join(map(repr, missing))}")
         feeds: dict[str, np.ndarray] = {}
         rows = -1
         for spec in specs:

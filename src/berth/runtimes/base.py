@@ -48,6 +48,11 @@ class Signature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
 
+    @functools.cached_property
+    def lone_input(self) -> TensorSpec | None:
+        """The model's only input, if it has just one (what the Engine checks first)."""
+        return self.inputs[0] if len(self.inputs) == 1 else None
+
     def input(self, name: str) -> TensorSpec | None:
         for spec in self.inputs:
             if spec.name == name:
@@ -96,6 +101,11 @@ class Runtime(abc.ABC):
 
     backend: ClassVar[str]
     platform: ClassVar[str]
+    #: ``run`` computes on the calling thread's CPU (with the framework's own CPU
+    #: threads, which that thread waits for), so its CPU time measures a run without
+    #: the wait for the GIL that follows it on a busy server. False wherever a run may
+    #: wait without computing: on a GPU, in another process, in user code.
+    cpu_timed: bool = False
 
     def __init__(self, path: Path, placement: Placement, options: Mapping[str, Any] | None = None):
         self.path = path

@@ -104,6 +104,7 @@ class OnnxRuntime(Runtime):
         # that is two microseconds of nothing per call, so call the binding directly
         binding = getattr(self._session, "_sess", None)
         self._direct_run = binding.run if providers == ["CPUExecutionProvider"] and binding is not None else None
+        self.cpu_timed = providers == ["CPUExecutionProvider"]
         self._signature = Signature(
             inputs=tuple(TensorSpec(i.name, _ORT_TYPES.get(i.type, np.dtype(np.float32)), _dims(i.shape)) for i in self._session.get_inputs()),
             outputs=tuple(TensorSpec(o.name, _ORT_TYPES.get(o.type, np.dtype(np.float32)), _dims(o.shape)) for o in self._session.get_outputs()),
