@@ -180,13 +180,7 @@ class Registry:
         entry = self.entries.get((name, version)) if version else self._default_entries.get(name)
         if entry is None or entry.state is not ModelState.READY:
             return None
-        # _hold(entry, True, False) written out: every request comes this way
-        entry.leases += 1
-        self.holds += 1
-        stats = entry.stats
-        stats.hits += 1
-        stats.uses_since_load += 1
-        return entry
+        return self._hold(entry, True, False)
 
     def _hold(self, entry: ModelEntry, count_use: bool, missed: bool) -> ModelEntry:
         """Hold a READY entry. A use counts as a hit or a miss; recency is stamped when

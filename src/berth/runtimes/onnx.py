@@ -42,6 +42,10 @@ def _provider_name(provider: Any) -> str:
     return provider if isinstance(provider, str) else provider[0]
 
 
+def _accelerated(provider_names: list[str]) -> bool:
+    return any(name in ACCELERATED_PROVIDERS for name in provider_names)
+
+
 def available_providers() -> list[str]:
     import onnxruntime as ort
 
@@ -103,8 +107,9 @@ class OnnxRuntime(Runtime):
         # and falls back to the CPU when a GPU provider fails; on a CPU-only session
         # that is two microseconds of nothing per call, so call the binding directly
         binding = getattr(self._session, "_sess", None)
-        self._direct_run = binding.run if providers == ["CPUExecutionProvider"] and binding is not None else None
-        self.cpu_timed = providers == ["CPUExecutionProvider"]
+        cpu_only = providers == ["CPUExecutionProvider"]
+        self._direct_run = binding.run if cpu_only and binding is not None else None
+        self.cpu_timed = cpu_only
         self._signature = Signature(
             inputs=tuple(TensorSpec(i.name, _ORT_TYPES.get(i.type, np.dtype(np.float32)), _dims(i.shape)) for i in self._session.get_inputs()),
             outputs=tuple(TensorSpec(o.name, _ORT_TYPES.get(o.type, np.dtype(np.float32)), _dims(o.shape)) for o in self._session.get_outputs()),
@@ -133,7 +138,7 @@ class OnnxRuntime(Runtime):
         return RuntimeInfo(
             backend=self.backend,
             platform=self.platform,
-            accelerated=any(p in ACCELERATED_PROVIDERS for p in providers),
+            accelerated=_accelerated(providers),
             details={"providers": providers},
         )
 
@@ -142,6 +147,6 @@ class OnnxRuntime(Runtime):
         # or providers: [CPUExecutionProvider]) keeps its weights in host memory, where
         # the Registry measures the RSS delta; the GPU's reading would book it as 0 MB
         providers = self._session.get_providers() if self._session is not None else [_provider_name(p) for p in self._providers()]
-        if not any(p in ACCELERATED_PROVIDERS for p in providers):
+        if not _accelerated(providers):
             return None
         return cuda_used_bytes(self.placement.framework_device)

@@ -116,7 +116,8 @@ class _Item(NamedTuple):
 # is measurable when a batch of 32 costs a few microseconds per request in all.
 _new = tuple.__new__
 
-# a worker's run: outputs, wall seconds, the worker thread's CPU seconds, worker id
+# a worker's run: outputs, wall seconds, seconds by the runtime's run clock (the
+# thread's CPU time for a cpu_timed runtime), worker id
 _Ran = tuple[dict[str, np.ndarray], float, float, int]
 _future_of = operator.attrgetter("future")
 _deadline_of = operator.attrgetter("deadline")
@@ -420,21 +421,15 @@ class Batcher:
         feeds = self._feeds(batch)
         runtime = self.runtime
 
-        if runtime.cpu_timed:
+        # the thread's CPU clock only where it measures the run (a system call otherwise
+        # not worth making); elsewhere the second reading is wall time again
+        run_clock = time.thread_time if runtime.cpu_timed else time.perf_counter
 
-            def run() -> _Ran:
-                started = time.perf_counter()
-                cpu_started = time.thread_time()
-                outputs = runtime.run(feeds)
-                return outputs, time.perf_counter() - started, time.thread_time() - cpu_started, current_worker_id()
-
-        else:
-
-            def run() -> _Ran:
-                started = time.perf_counter()
-                outputs = runtime.run(feeds)
-                elapsed = time.perf_counter() - started
-                return outputs, elapsed, elapsed, current_worker_id()
+        def run() -> _Ran:
+            started = time.perf_counter()
+            run_started = run_clock()
+            outputs = runtime.run(feeds)
+            return outputs, time.perf_counter() - started, run_clock() - run_started, current_worker_id()
 
         future = self.workers.submit(run)
         loop = self._loop
@@ -468,12 +463,9 @@ class Batcher:
         if error is not None:
             self._fail(batch, error)
             return
-        outputs, compute_s, cpu_s, worker_id = future.result()
-        # the wall time on a worker includes waiting for the GIL once the model is done,
-        # which a busy event loop holds for up to the switch interval: as a prediction of
-        # an inline run it made a 50 us batch look like 300 us and kept a model off the
-        # loop for good. A cpu_timed runtime's CPU time leaves that wait out.
-        self._complete(batch, outputs, compute_s, min(compute_s, cpu_s), worker_id, dispatched)
+        outputs, compute_s, run_s, worker_id = future.result()
+        # run_s leaves out the wait for the GIL after the run (module docstring)
+        self._complete(batch, outputs, compute_s, min(compute_s, run_s), worker_id, dispatched)
 
     def _fail(self, batch: list[_Item], error: BaseException) -> None:
         log.error("model '%s' failed on a batch of %d request(s)", self.model, len(batch), exc_info=error)
