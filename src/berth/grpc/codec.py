@@ -48,7 +48,10 @@ CONTENTS_FIELD: dict[str, str] = {
 def from_raw(name: str, datatype: str, shape: Sequence[int], raw: bytes) -> np.ndarray:
     """An array over ``raw`` (no copy for numeric types; the array is read-only)."""
     declared_dtype(name, datatype)
-    return declared_array(name, raw, datatype, tuple(shape), declared_element_count(name, shape))
+    # a protobuf repeated field is slow to iterate (0.55 µs for three dims); a slice
+    # copies it out in C (0.23 µs), once, for both the count and the reshape
+    dims = shape[:]
+    return declared_array(name, raw, datatype, dims, declared_element_count(name, dims))
 
 
 def from_contents(name: str, datatype: str, shape: Sequence[int], contents: object) -> np.ndarray:
