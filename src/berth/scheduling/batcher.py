@@ -331,9 +331,16 @@ class Batcher:
                 self._arm_expiry()
                 return
             batch = self._take_batch()
+            dispatched = time.monotonic()
+            try:
+                feeds = self._feeds(batch)
+            except Exception as exc:  # noqa: BLE001 - the batch's callers hear of it; nothing is held yet
+                self._fail(batch, exc)
+                self._release(len(batch))
+                continue
             self.workers.try_acquire(self)
             self.running += 1
-            self._start(batch)
+            self._start(batch, feeds, dispatched)
 
         if self._queue:  # still waiting: every batch slot of this model is busy
             self._arm_expiry()
@@ -433,9 +440,7 @@ class Batcher:
                     self._inline_max_s = 0.0
         self._complete(batch, outputs, elapsed, elapsed, -1, dispatched)
 
-    def _start(self, batch: list[_Item]) -> None:
-        dispatched = time.monotonic()
-        feeds = self._feeds(batch)
+    def _start(self, batch: list[_Item], feeds: dict[str, np.ndarray], dispatched: float) -> None:
         runtime = self.runtime
 
         # the thread's CPU clock only where it measures the run (a system call otherwise
